@@ -1,0 +1,1 @@
+"""Batch MLOps platform: the logic behind the Airflow DAGs, importable without Airflow running."""

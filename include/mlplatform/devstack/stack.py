@@ -1,0 +1,188 @@
+"""The embedded local stack: warehouse emulator, MLflow server and Airflow 3 as local processes.
+
+    python -m mlplatform.devstack.stack up|down|status|env
+
+All state lives under MLOPS_DATA_DIR (default .data/). Every setting can be overridden from
+the environment (or a .env file loaded by the Makefile); see .env.example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlplatform.config import REPO_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _persistent_secret(path: Path) -> str:
+    """A random local secret, generated once and kept in the data directory (never in the repo)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[str, str]:
+    """The environment every component and task runs with. Existing variables win."""
+    data_dir = Path(data_dir or os.environ.get("MLOPS_DATA_DIR", REPO_ROOT / ".data")).resolve()
+    ports = {"warehouse": 8765, "mlflow": 5000, "airflow": 8080, **(ports or {})}
+    airflow_home = data_dir / "airflow"
+    warehouse_conn = {
+        "conn_type": "snowflake", "login": "local", "password": "local", "schema": "RAW",
+        "extra": {"account": "fakesnow", "database": "FLIGHTS", "host": "127.0.0.1",
+                  "port": ports["warehouse"], "protocol": "http"},
+    }
+    defaults = {
+        "MLOPS_DATA_DIR": str(data_dir),
+        "MLOPS_LAKE_URI": (data_dir / "lake").as_uri(),
+        "MLOPS_WAREHOUSE_PORT": str(ports["warehouse"]),
+        "MLOPS_AIRFLOW_URL": f"http://127.0.0.1:{ports['airflow']}",
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}",
+        "MLFLOW_PORT": str(ports["mlflow"]),
+        "AIRFLOW_CONN_WAREHOUSE": json.dumps(warehouse_conn),
+        # A Slack webhook connection without a token: alerts go to the outbox until one is configured.
+        "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook"}),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home}/airflow.db",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(ports["airflow"]),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{ports['airflow']}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{ports['airflow']}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(airflow_home / ".jwt_secret"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "PYTHONPATH": str(REPO_ROOT / "include"),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    return {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ}}
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    port: int
+    command: list[str]
+
+    def pidfile(self, data_dir: Path) -> Path:
+        return data_dir / "run" / f"{self.name}.pid"
+
+
+def components(env: dict[str, str]) -> list[Component]:
+    data_dir = Path(env["MLOPS_DATA_DIR"])
+    mlflow_dir = data_dir / "mlflow"
+    return [
+        Component("warehouse", int(env["MLOPS_WAREHOUSE_PORT"]),
+                  [sys.executable, "-m", "mlplatform.devstack.warehouse", "--port", env["MLOPS_WAREHOUSE_PORT"],
+                   "--db-dir", str(data_dir / "warehouse"), "--seed"]),
+        Component("mlflow", int(env["MLFLOW_PORT"]),
+                  [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", env["MLFLOW_PORT"],
+                   "--workers", "1",
+                   "--backend-store-uri", f"sqlite:///{mlflow_dir}/mlflow.db",
+                   "--artifacts-destination", str(mlflow_dir / "artifacts")]),
+        Component("airflow", int(env["AIRFLOW__API__PORT"]), [str(VENV_BIN / "airflow"), "standalone"]),
+    ]
+
+
+def start(component: Component, env: dict[str, str], timeout: float = 180) -> None:
+    data_dir = Path(env["MLOPS_DATA_DIR"])
+    if port_open(component.port):
+        raise RuntimeError(f"port {component.port} for {component.name} is already taken; run `make down` first")
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (data_dir / "run").mkdir(parents=True, exist_ok=True)
+    (data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+    logfile = open(data_dir / "logs" / f"{component.name}.log", "ab")
+    proc = subprocess.Popen(component.command, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
+    component.pidfile(data_dir).write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while not port_open(component.port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{component.name} exited with {proc.returncode}; see {data_dir}/logs/{component.name}.log")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{component.name} did not open port {component.port} in {timeout}s")
+        time.sleep(0.5)
+
+
+def stop(component: Component, env: dict[str, str]) -> None:
+    pidfile = component.pidfile(Path(env["MLOPS_DATA_DIR"]))
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.3)
+        else:
+            continue
+        break
+    pidfile.unlink(missing_ok=True)
+
+
+def up(env: dict[str, str]) -> None:
+    for component in components(env):
+        print(f"starting {component.name} on 127.0.0.1:{component.port} ...", flush=True)
+        start(component, env)
+    print("stack is up")
+
+
+def down(env: dict[str, str]) -> None:
+    for component in reversed(components(env)):
+        stop(component, env)
+        print(f"stopped {component.name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = (argv or sys.argv[1:] or ["status"])[0]
+    env = stack_env()
+    if command == "up":
+        up(env)
+    elif command == "down":
+        down(env)
+    elif command == "env":
+        for key, value in sorted(env.items()):
+            print(f"export {key}='{value}'")
+    else:
+        for component in components(env):
+            print(f"{component.name:10} 127.0.0.1:{component.port} {'up' if port_open(component.port) else 'down'}")
+
+
+if __name__ == "__main__":
+    main()

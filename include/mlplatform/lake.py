@@ -1,0 +1,142 @@
+"""The only code that reads and writes the lake.
+
+One root URI (``file://`` locally, ``s3://`` in production) reached through fsspec.
+A partition is a directory ``<area>/<name>/ds=YYYY-MM-DD/`` holding data files and a
+``_manifest.json``. Writes are committed data first, manifest last, and readers trust only
+manifests: a partition without a manifest does not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import fsspec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MANIFEST = "_manifest.json"
+DATA_FILE = "part-00000.parquet"
+
+
+@dataclass(frozen=True)
+class Partition:
+    area: str
+    name: str
+    ds: str
+    manifest: dict
+
+    @property
+    def content_hash(self) -> str:
+        return self.manifest["content_hash"]
+
+    @property
+    def row_count(self) -> int:
+        return self.manifest["row_count"]
+
+
+def frame_to_parquet(frame: "pd.DataFrame") -> bytes:
+    """Serialise deterministically: the same frame always gives the same bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    return buf.getvalue()
+
+
+def schema_hash(frame: "pd.DataFrame") -> str:
+    described = ",".join(f"{c}:{t}" for c, t in zip(frame.columns, frame.dtypes.astype(str)))
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
+class Lake:
+    def __init__(self, root_uri: str, storage_options: dict | None = None):
+        self.root_uri = root_uri.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.root_uri, **(storage_options or {}))
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.root_uri, *parts])
+
+    def partition_dir(self, area: str, name: str, ds: str) -> str:
+        return f"{area}/{name}/ds={ds}"
+
+    # -- atomic primitives -------------------------------------------------
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        """Write to a temporary name, then move into place, so readers never see a torn file."""
+        final = self._path(relpath)
+        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        self.fs.mv(tmp, final)
+
+    def read_bytes(self, relpath: str) -> bytes:
+        with self.fs.open(self._path(relpath), "rb") as fh:
+            return fh.read()
+
+    def exists(self, relpath: str) -> bool:
+        return self.fs.exists(self._path(relpath))
+
+    def delete(self, relpath: str) -> None:
+        if self.fs.exists(self._path(relpath)):
+            self.fs.rm(self._path(relpath), recursive=True)
+
+    def write_json(self, relpath: str, obj) -> None:
+        self.write_bytes(relpath, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def read_json(self, relpath: str):
+        return json.loads(self.read_bytes(relpath))
+
+    # -- partitions ----------------------------------------------------------
+    def commit_partition(self, area: str, name: str, ds: str, frame: "pd.DataFrame", manifest: dict) -> Partition:
+        """Replace the partition for ``ds``: retract the old manifest, write data, then the manifest."""
+        pdir = self.partition_dir(area, name, ds)
+        self.delete(f"{pdir}/{MANIFEST}")
+        payload = frame_to_parquet(frame)
+        self.write_bytes(f"{pdir}/{DATA_FILE}", payload)
+        full = {
+            **manifest,
+            "area": area,
+            "name": name,
+            "ds": ds,
+            "files": [DATA_FILE],
+            "row_count": int(len(frame)),
+            "content_hash": hashlib.sha256(payload).hexdigest(),
+            "schema_hash": schema_hash(frame),
+            "columns": list(frame.columns),
+        }
+        self.write_json(f"{pdir}/{MANIFEST}", full)
+        return Partition(area=area, name=name, ds=ds, manifest=full)
+
+    def partition(self, area: str, name: str, ds: str) -> Partition | None:
+        path = f"{self.partition_dir(area, name, ds)}/{MANIFEST}"
+        if not self.exists(path):
+            return None
+        return Partition(area=area, name=name, ds=ds, manifest=self.read_json(path))
+
+    def read_partition(self, part: Partition) -> "pd.DataFrame":
+        import pandas as pd
+
+        pdir = self.partition_dir(part.area, part.name, part.ds)
+        frames = [pd.read_parquet(io.BytesIO(self.read_bytes(f"{pdir}/{f}"))) for f in part.manifest["files"]]
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def list_partitions(self, area: str, name: str, start_ds: str | None = None, end_ds: str | None = None) -> list[Partition]:
+        """Committed partitions with start_ds <= ds < end_ds, oldest first."""
+        base = self._path(area, name)
+        if not self.fs.exists(base):
+            return []
+        days = sorted(p.rsplit("ds=", 1)[1] for p in self.fs.ls(base, detail=False) if "ds=" in p)
+        selected = [d for d in days if (start_ds is None or d >= start_ds) and (end_ds is None or d < end_ds)]
+        parts = [self.partition(area, name, d) for d in selected]
+        return [p for p in parts if p is not None]

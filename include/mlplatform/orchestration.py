@@ -1,0 +1,62 @@
+"""What every DAG shares: default task policy, the Assets that connect the stages, and the days
+a run must process. Imported at DAG-parse time, so it imports nothing heavy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Asset, get_current_context
+
+
+TAGS = ["mlplatform"]
+
+
+def default_args() -> dict:
+    return {
+        "owner": "mlops",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": [alert_on_failure],
+    }
+
+
+def alert_on_failure(context) -> None:
+    """Failure callback: the Slack provider's notifier (or the outbox), imported only when a task fails."""
+    from mlplatform.alerts import failure_notifier
+
+    failure_notifier()(context)
+
+
+# Name-only Assets: a URI scheme would make Airflow import every provider's asset handlers at parse time.
+def features_asset(model: str) -> Asset:
+    return Asset(name=f"{model}.features")
+
+
+def predictions_asset(model: str) -> Asset:
+    return Asset(name=f"{model}.predictions")
+
+
+def retrain_request_asset(model: str) -> Asset:
+    return Asset(name=f"{model}.retrain_request")
+
+
+def logical_ds() -> str | None:
+    logical_date = get_current_context().get("logical_date")
+    return logical_date.strftime("%Y-%m-%d") if logical_date else None
+
+
+def triggered_days(key: str = "days") -> list[str]:
+    """Days named by the asset events that triggered this run (several may be batched into one run);
+    for a manual run or ``dag.test``, the ``ds`` param or the logical date."""
+    context = get_current_context()
+    days: set[str] = set()
+    for events in context["triggering_asset_events"].values():
+        for event in events:
+            days.update(event.extra.get(key, []))
+    if not days:
+        explicit = context["params"].get("ds") or logical_ds()
+        days = {explicit} if explicit else set()
+    return sorted(days)

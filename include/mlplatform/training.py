@@ -1,0 +1,129 @@
+"""Assemble an as-of training set from the lake, split it by time, fit and evaluate."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from mlplatform.config import ModelConfig
+from mlplatform.features import build_features, build_target
+from mlplatform.lake import Lake
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FEATURES_AREA = "datasets"
+LABELS_AREA = "labels"
+
+
+def day(ds: str) -> date:
+    return date.fromisoformat(ds)
+
+
+def shift(ds: str, days: int) -> str:
+    return (day(ds) + timedelta(days=days)).isoformat()
+
+
+@dataclass
+class TrainingSet:
+    frame: "pd.DataFrame"  # raw source columns + target, one row per labelled entity
+    version: str
+    cutoff_ds: str
+    feature_partitions: list[dict] = field(default_factory=list)
+    label_partitions: list[dict] = field(default_factory=list)
+
+
+def dataset_version(partition_hashes: list[str]) -> str:
+    """A training-set version is derived from the ordered hashes of the partitions it reads."""
+    return hashlib.sha256("\n".join(partition_hashes).encode()).hexdigest()[:16]
+
+
+def assemble_training_set(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_days: int | None = None) -> TrainingSet:
+    """Rows scheduled in [cutoff - window, cutoff) whose label was available before the cut-off.
+
+    Label partition ``ds=X`` holds outcomes that became available during the day before X,
+    so every label partition with ds <= cutoff was known at the cut-off, and none after it.
+    """
+    import pandas as pd
+
+    window = window_days or cfg.training.window_days
+    feature_parts = lake.list_partitions(FEATURES_AREA, cfg.name, shift(cutoff_ds, -window), cutoff_ds)
+    label_parts = lake.list_partitions(LABELS_AREA, cfg.name, None, shift(cutoff_ds, 1))
+    if not feature_parts:
+        raise ValueError(f"{cfg.name}: no feature partitions in the {window} days before {cutoff_ds}")
+    raw = pd.concat([lake.read_partition(p) for p in feature_parts], ignore_index=True)
+    labels = pd.concat([lake.read_partition(p) for p in label_parts], ignore_index=True) if label_parts else None
+    if labels is None or labels.empty:
+        raise ValueError(f"{cfg.name}: no labels available before {cutoff_ds}")
+    labels = labels.drop_duplicates(subset=[cfg.labels.key], keep="last")
+    labels[cfg.target.name] = build_target(labels, cfg)
+    joined = raw.merge(labels[[cfg.labels.key, cfg.target.name]], left_on=cfg.source.key,
+                       right_on=cfg.labels.key, how="inner", suffixes=("", "_label"))
+    joined = joined[joined[cfg.target.name].notna()].sort_values([cfg.source.event_time, cfg.source.key])
+    joined = joined.reset_index(drop=True)
+    hashes = [p.content_hash for p in feature_parts] + [p.content_hash for p in label_parts]
+    return TrainingSet(
+        frame=joined,
+        version=dataset_version(hashes),
+        cutoff_ds=cutoff_ds,
+        feature_partitions=[{"ds": p.ds, "content_hash": p.content_hash} for p in feature_parts],
+        label_partitions=[{"ds": p.ds, "content_hash": p.content_hash} for p in label_parts],
+    )
+
+
+def time_split(frame: "pd.DataFrame", time_column: str, holdout_days: int) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """The last ``holdout_days`` calendar days form the holdout; nothing is shuffled across time."""
+    import pandas as pd
+
+    days = pd.to_datetime(frame[time_column]).dt.normalize()
+    distinct = sorted(days.unique())
+    if len(distinct) <= holdout_days:
+        raise ValueError(f"need more than {holdout_days} days of labelled data, got {len(distinct)}")
+    first_holdout_day = distinct[-holdout_days]
+    return frame[days < first_holdout_day], frame[days >= first_holdout_day]
+
+
+def make_pipeline(cfg: ModelConfig, params: dict):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    cats, nums = cfg.categorical_features, cfg.numeric_features
+    encode = ColumnTransformer(
+        [
+            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                           encoded_missing_value=-1, dtype="float64"), cats),
+            ("numeric", "passthrough", nums),
+        ],
+        verbose_feature_names_out=False,
+    )
+    # Unknown categories are encoded as -1, which the booster treats as missing.
+    is_categorical = [True] * len(cats) + [False] * len(nums)
+    booster = HistGradientBoostingClassifier(categorical_features=is_categorical, random_state=0, **params)
+    return Pipeline([("encode", encode), ("model", booster)])
+
+
+def fit(train: "pd.DataFrame", cfg: ModelConfig, params: dict | None = None):
+    model = make_pipeline(cfg, params if params is not None else cfg.training.params)
+    model.fit(build_features(train, cfg), train[cfg.target.name].astype(int))
+    return model
+
+
+def evaluate(model, frame: "pd.DataFrame", cfg: ModelConfig) -> dict[str, float]:
+    from sklearn.metrics import brier_score_loss, log_loss, precision_score, recall_score, roc_auc_score
+
+    y = frame[cfg.target.name].astype(int)
+    p = model.predict_proba(build_features(frame, cfg))[:, 1]
+    flagged = (p >= cfg.thresholds.decision_threshold).astype(int)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "precision": float(precision_score(y, flagged, zero_division=0)),
+        "recall": float(recall_score(y, flagged, zero_division=0)),
+        "positive_rate": float(y.mean()),
+        "rows": float(len(frame)),
+    }
