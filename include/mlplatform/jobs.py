@@ -33,14 +33,17 @@ def _interval(ds: str) -> tuple[datetime, datetime]:
 
 
 def _extract(cfg: ModelConfig, area: str, ds: str, table: str, columns, time_column: str, key: str,
-             start: datetime, end: datetime) -> dict:
+             start: datetime, end: datetime, min_rows: int = 1) -> dict:
     wh = Warehouse(settings().warehouse_conn_id)
     try:
         sql, params = select_between(table, columns, time_column, start, end)
         result = wh.query(sql, params)
     finally:
         wh.close()
-    warnings = contracts.check(result.frame, contracts.Contract(f"{area}/{cfg.name}", tuple(columns), key))
+    contract = contracts.Contract(f"{area}/{cfg.name}", tuple(columns), key, min_rows=min_rows)
+    warnings = contracts.check(result.frame, contract)
+    if result.frame.empty:
+        warnings.append("no rows in the interval")
     part = lake().commit_partition(area, cfg.name, ds, result.frame, {
         "source": {"table": table, "query": sql, "params": params, "query_id": result.query_id},
         "extracted_at": datetime.now(timezone.utc).isoformat(),
@@ -64,7 +67,8 @@ def ingest_labels(model: str, ds: str) -> dict:
     cfg = model_config(model)
     start, end = _interval(shift(ds, -1))
     lab = cfg.labels
-    return _extract(cfg, LABELS_AREA, ds, lab.table, lab.columns, lab.available_at, lab.key, start, end)
+    # A day on which no outcome became available is legitimate (e.g. the first day of history).
+    return _extract(cfg, LABELS_AREA, ds, lab.table, lab.columns, lab.available_at, lab.key, start, end, min_rows=0)
 
 
 # -- training ------------------------------------------------------------------------------------

@@ -131,12 +131,16 @@ class Lake:
         frames = [pd.read_parquet(io.BytesIO(self.read_bytes(f"{pdir}/{f}"))) for f in part.manifest["files"]]
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
-    def list_partitions(self, area: str, name: str, start_ds: str | None = None, end_ds: str | None = None) -> list[Partition]:
-        """Committed partitions with start_ds <= ds < end_ds, oldest first."""
+    def days(self, area: str, name: str) -> list[str]:
+        """Every ds directory under area/name, committed or not, oldest first."""
         base = self._path(area, name)
         if not self.fs.exists(base):
             return []
-        days = sorted(p.rsplit("ds=", 1)[1] for p in self.fs.ls(base, detail=False) if "ds=" in p)
+        return sorted(p.rstrip("/").rsplit("ds=", 1)[1] for p in self.fs.ls(base, detail=False) if "ds=" in p)
+
+    def list_partitions(self, area: str, name: str, start_ds: str | None = None, end_ds: str | None = None) -> list[Partition]:
+        """Committed partitions with start_ds <= ds < end_ds, oldest first."""
+        days = self.days(area, name)
         selected = [d for d in days if (start_ds is None or d >= start_ds) and (end_ds is None or d < end_ds)]
         parts = [self.partition(area, name, d) for d in selected]
         return [p for p in parts if p is not None]

@@ -84,7 +84,10 @@ def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[s
         "PYTHONPATH": str(REPO_ROOT / "include"),
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    return {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ}}
+    env = {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ}}
+    # `airflow standalone` starts its components as `airflow ...` found on PATH.
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return env
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,22 @@ def stop(component: Component, env: dict[str, str]) -> None:
     pidfile.unlink(missing_ok=True)
 
 
+def running(component: Component, env: dict[str, str]) -> bool:
+    pidfile = component.pidfile(Path(env["MLOPS_DATA_DIR"]))
+    if not pidfile.exists():
+        return False
+    try:
+        os.killpg(int(pidfile.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    return port_open(component.port)
+
+
 def up(env: dict[str, str]) -> None:
     for component in components(env):
+        if running(component, env):
+            print(f"{component.name} already running on 127.0.0.1:{component.port}")
+            continue
         print(f"starting {component.name} on 127.0.0.1:{component.port} ...", flush=True)
         start(component, env)
     print("stack is up")

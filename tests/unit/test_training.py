@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlplatform.config import model_config
+from mlplatform.lake import Lake
+from mlplatform.training import assemble_training_set, evaluate, fit, time_split
+from tests.unit.helpers import schedule_rows
+
+CFG = model_config("flight_delay")
+
+
+def _lake_with_history(tmp_path, days: int = 12) -> Lake:
+    """Feature partitions for Jan 1..Jan N; each day's outcomes land in the next day's label partition."""
+    lake = Lake(tmp_path.as_uri())
+    rng = np.random.default_rng(3)
+    for i in range(1, days + 1):
+        ds = f"2013-01-{i:02d}"
+        raw = schedule_rows(80, ds, seed=i)
+        lake.commit_partition("datasets", CFG.name, ds, raw, {})
+        late = (raw["SCHED_DEP_TIME"] > 1700) ^ (rng.random(len(raw)) < 0.1)
+        labels = pd.DataFrame({"FLIGHT_ID": raw["FLIGHT_ID"], "ARR_DELAY": np.where(late, 40.0, -5.0)})
+        lake.commit_partition("labels", CFG.name, f"2013-01-{i + 1:02d}", labels, {})
+    return lake
+
+
+def test_training_set_only_holds_labels_available_before_cutoff(tmp_path):
+    lake = _lake_with_history(tmp_path)
+    ts = assemble_training_set(lake, CFG, "2013-01-08")
+    days = pd.to_datetime(ts.frame["SCHED_DEPARTURE"]).dt.strftime("%Y-%m-%d")
+    # Flights of Jan 8 or later are not before the cut-off; Jan 7's outcomes arrive in partition ds=2013-01-08.
+    assert days.max() == "2013-01-07"
+    assert max(p["ds"] for p in ts.label_partitions) == "2013-01-08"
+    assert max(p["ds"] for p in ts.feature_partitions) == "2013-01-07"
+
+
+def test_dataset_version_is_stable_and_changes_with_data(tmp_path):
+    lake = _lake_with_history(tmp_path)
+    a = assemble_training_set(lake, CFG, "2013-01-08").version
+    assert assemble_training_set(lake, CFG, "2013-01-08").version == a
+    assert assemble_training_set(lake, CFG, "2013-01-09").version != a
+
+
+def test_time_split_keeps_holdout_after_training(tmp_path):
+    frame = assemble_training_set(_lake_with_history(tmp_path), CFG, "2013-01-12").frame
+    train, holdout = time_split(frame, "SCHED_DEPARTURE", 3)
+    assert train["SCHED_DEPARTURE"].max() < holdout["SCHED_DEPARTURE"].min()
+    assert holdout["SCHED_DEPARTURE"].dt.normalize().nunique() == 3
+    with pytest.raises(ValueError, match="more than"):
+        time_split(frame, "SCHED_DEPARTURE", 40)
+
+
+def test_fit_learns_signal(tmp_path):
+    frame = assemble_training_set(_lake_with_history(tmp_path), CFG, "2013-01-12").frame
+    train, holdout = time_split(frame, "SCHED_DEPARTURE", 3)
+    metrics = evaluate(fit(train, CFG), holdout, CFG)
+    assert metrics["roc_auc"] > 0.75
+    assert 0 <= metrics["brier"] <= 0.25
+
+
+def test_no_feature_partitions_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no feature partitions"):
+        assemble_training_set(Lake(tmp_path.as_uri()), CFG, "2013-01-08")
