@@ -38,21 +38,17 @@ def build(cfg: ModelConfig):
          start_date=start, end_date=end, catchup=False, max_active_runs=4, default_args=default_args(),
          tags=[*TAGS, cfg.name, "ingest"], doc_md=__doc__, description=f"Daily ingest for {cfg.name}")
     def ingest():
-        @task
-        def extract_labels() -> dict:
-            from mlplatform import jobs
-
-            return _fail_on_bad_data(jobs.ingest_labels, cfg.name, logical_ds())
-
         @task(outlets=[features_asset(cfg.name)])
-        def extract_features(*, outlet_events) -> dict:
+        def extract(*, outlet_events) -> dict:
+            """Labels first, then the day's rows: one task, so the warehouse client is imported once."""
             from mlplatform import jobs
 
-            result = _fail_on_bad_data(jobs.ingest_features, cfg.name, logical_ds())
-            outlet_events[features_asset(cfg.name)].extra = {"days": [result["ds"]], **result}
-            return result
+            labels = _fail_on_bad_data(jobs.ingest_labels, cfg.name, logical_ds())
+            features = _fail_on_bad_data(jobs.ingest_features, cfg.name, logical_ds())
+            outlet_events[features_asset(cfg.name)].extra = {"days": [features["ds"]], **features}
+            return {"features": features, "labels": labels}
 
-        extract_labels() >> extract_features()
+        extract()
 
     return ingest()
 

@@ -17,9 +17,11 @@ from mlplatform.config import ModelConfig, model_configs
 from mlplatform.orchestration import TAGS, default_args, predictions_asset, retrain_request_asset, triggered_days
 
 
+# No max_active_runs cap: with a cap, asset events arriving while a run is queued are stranded
+# (apache/airflow#56050). Each day's job is independent and idempotent, so runs may overlap.
 def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__monitor", schedule=[predictions_asset(cfg.name)], start_date=datetime(2013, 1, 1),
-         catchup=False, max_active_runs=1, default_args=default_args(), tags=[*TAGS, cfg.name, "monitor"],
+         catchup=False, default_args=default_args(), tags=[*TAGS, cfg.name, "monitor"],
          doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], description="Day to report (YYYY-MM-DD)")})
     def monitor():
         @task

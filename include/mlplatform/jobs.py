@@ -116,7 +116,8 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
         {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()},
     )
     reference = _write_reference(cfg, run_id, train_rows, challenger)
-    mlc.set_model_version_tag(cfg.name, version, "reference_path", reference)
+    for key, value in {**tags, "reference_path": reference}.items():
+        mlc.set_model_version_tag(cfg.name, version, key, value)
     mlc.set_model_version_tag(cfg.name, version, "promotion_decision", decision.reason)
     registry.set_alias(mlc, cfg.name, registry.CHALLENGER, version)
     if decision.promote:

@@ -58,10 +58,10 @@ def summary(api: AirflowApi, model: str) -> str:
         states = Counter(r["state"] for r in api.runs(f"{model}__{stage}"))
         lines.append(f"  {stage:8} runs: {dict(states)}")
     client = MlflowClient(settings().mlflow_tracking_uri)
-    versions = sorted(client.search_model_versions(f"name='{model}'"), key=lambda v: int(v.version))
-    for v in versions:
+    numbers = sorted(int(v.version) for v in client.search_model_versions(f"name='{model}'"))
+    for v in (client.get_model_version(model, str(n)) for n in numbers):
         lines.append(f"  model version {v.version}: aliases={v.aliases} trained_to={v.tags.get('cutoff_ds', '?')} "
-                     f"{v.tags.get('promotion_decision', '')}")
+                     f"reason={v.tags.get('trigger_reason', '?')}: {v.tags.get('promotion_decision', '')}")
     champion = version_by_alias(client, model, CHAMPION)
     lines.append(f"  champion: version {champion.version if champion else 'none'}")
     outbox = settings().outbox_path
