@@ -43,12 +43,16 @@ class AirflowApi:
                 raise TimeoutError(f"DAGs not parsed in {timeout}s: {sorted(set(dag_ids) - known)}")
             time.sleep(2)
 
-    def backfill(self, dag_id: str, from_date: str, to_date: str, max_active_runs: int = 3) -> dict:
-        resp = self.post("/backfills", {"dag_id": dag_id, "from_date": f"{from_date}T00:00:00Z",
-                                        "to_date": f"{to_date}T00:00:00Z", "max_active_runs": max_active_runs,
-                                        "reprocess_behavior": "failed"})
-        resp.raise_for_status()
-        return resp.json()
+    def backfill(self, dag_id: str, from_date: str, to_date: str, max_active_runs: int = 3, attempts: int = 5) -> dict:
+        """Create a backfill. On SQLite the endpoint answers 503 when the database is locked; retry then."""
+        body = {"dag_id": dag_id, "from_date": f"{from_date}T00:00:00Z", "to_date": f"{to_date}T00:00:00Z",
+                "max_active_runs": max_active_runs, "reprocess_behavior": "failed"}
+        for attempt in range(1, attempts + 1):
+            resp = self.post("/backfills", body)
+            if resp.status_code != 503 or attempt == attempts:
+                resp.raise_for_status()
+                return resp.json()
+            time.sleep(2 * attempt)
 
     def trigger(self, dag_id: str, run_id: str, logical_date: str | None, conf: dict) -> None:
         resp = self.post(f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "conf": conf,

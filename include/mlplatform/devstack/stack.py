@@ -40,7 +40,7 @@ def _persistent_secret(path: Path) -> str:
     """A random local secret, generated once and kept in the data directory (never in the repo)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
+        path.write_text(secrets.token_urlsafe(64))
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -85,7 +85,7 @@ def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[s
         "NO_PROXY": "127.0.0.1,localhost",
     }
     env = {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ}}
-    # `airflow standalone` starts its components as `airflow ...` found on PATH.
+    # Airflow components start helpers as `airflow ...` found on PATH.
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
 
@@ -93,7 +93,7 @@ def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[s
 @dataclass(frozen=True)
 class Component:
     name: str
-    port: int
+    port: int | None  # None: a worker process with no port; ready once it has stayed up for a few seconds
     command: list[str]
 
     def pidfile(self, data_dir: Path) -> Path:
@@ -112,13 +112,30 @@ def components(env: dict[str, str]) -> list[Component]:
                    "--workers", "1",
                    "--backend-store-uri", f"sqlite:///{mlflow_dir}/mlflow.db",
                    "--artifacts-destination", str(mlflow_dir / "artifacts")]),
-        Component("airflow", int(env["AIRFLOW__API__PORT"]), [str(VENV_BIN / "airflow"), "standalone"]),
+        *_airflow_components(env),
     ]
+
+
+def _airflow_components(env: dict[str, str]) -> list[Component]:
+    """The four Airflow 3 services, each restarted if it exits (see supervise.py)."""
+    supervised = [sys.executable, "-m", "mlplatform.devstack.supervise", str(VENV_BIN / "airflow")]
+    return [
+        Component("airflow-api-server", int(env["AIRFLOW__API__PORT"]), [*supervised, "api-server"]),
+        Component("airflow-scheduler", None, [*supervised, "scheduler"]),
+        Component("airflow-dag-processor", None, [*supervised, "dag-processor"]),
+        Component("airflow-triggerer", None, [*supervised, "triggerer"]),
+    ]
+
+
+def migrate_airflow_db(env: dict[str, str]) -> None:
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(VENV_BIN / "airflow"), "db", "migrate"], env={**os.environ, **env}, check=True,
+                   stdout=subprocess.DEVNULL, cwd=REPO_ROOT)
 
 
 def start(component: Component, env: dict[str, str], timeout: float = 180) -> None:
     data_dir = Path(env["MLOPS_DATA_DIR"])
-    if port_open(component.port):
+    if component.port and port_open(component.port):
         raise RuntimeError(f"port {component.port} for {component.name} is already taken; run `make down` first")
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     (data_dir / "run").mkdir(parents=True, exist_ok=True)
@@ -127,11 +144,11 @@ def start(component: Component, env: dict[str, str], timeout: float = 180) -> No
     proc = subprocess.Popen(component.command, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO_ROOT)
     component.pidfile(data_dir).write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout
-    while not port_open(component.port):
+    deadline = time.monotonic() + (timeout if component.port else 5)
+    while not (port_open(component.port) if component.port else time.monotonic() > deadline):
         if proc.poll() is not None:
             raise RuntimeError(f"{component.name} exited with {proc.returncode}; see {data_dir}/logs/{component.name}.log")
-        if time.monotonic() > deadline:
+        if component.port and time.monotonic() > deadline:
             raise TimeoutError(f"{component.name} did not open port {component.port} in {timeout}s")
         time.sleep(0.5)
 
@@ -167,15 +184,16 @@ def running(component: Component, env: dict[str, str]) -> bool:
         os.killpg(int(pidfile.read_text()), 0)
     except ProcessLookupError:
         return False
-    return port_open(component.port)
+    return port_open(component.port) if component.port else True
 
 
 def up(env: dict[str, str]) -> None:
+    migrate_airflow_db(env)
     for component in components(env):
         if running(component, env):
             print(f"{component.name} already running on 127.0.0.1:{component.port}")
             continue
-        print(f"starting {component.name} on 127.0.0.1:{component.port} ...", flush=True)
+        print(f"starting {component.name}" + (f" on 127.0.0.1:{component.port}" if component.port else ""), flush=True)
         start(component, env)
     print("stack is up")
 
@@ -198,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"export {key}='{value}'")
     else:
         for component in components(env):
-            print(f"{component.name:10} 127.0.0.1:{component.port} {'up' if port_open(component.port) else 'down'}")
+            print(f"{component.name:22} {component.port or '-':>6} {'up' if running(component, env) else 'down'}")
 
 
 if __name__ == "__main__":
