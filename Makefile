@@ -11,7 +11,7 @@ export
 
 STACK := $(BIN)/python -m mlplatform.devstack.stack
 
-.PHONY: venv up down status demo test test-fast lock clean
+.PHONY: venv up down status demo test test-fast lock clean lineage
 
 venv: $(STAMP)
 
@@ -49,3 +49,7 @@ lock: venv
 
 clean: down
 	rm -rf .data
+
+# Lineage, e.g. `make lineage ARGS="prediction flight_delay 2013-02-05"` or `ARGS="model flight_delay 1"`.
+lineage: venv
+	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.lineage $(ARGS)

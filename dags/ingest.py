@@ -1,9 +1,12 @@
 """
 ### Ingest
 
-Daily, per model: copy the outcomes that became available during the previous day and the
-day's scheduled rows from the warehouse into versioned lake partitions (data first, manifest
-last). Publishes the `<model>.features` Asset, which triggers scoring.
+Daily, per model, two independent tasks copy warehouse rows into versioned lake partitions
+(data first, manifest last), each checked against its data contract first:
+`ingest_labels` takes the outcomes that became available before the cut-off, and
+`ingest_features` takes the day's scheduled rows with the weather observed before the
+cut-off. A breach quarantines the batch and fails the task without retries. `ingest_features`
+publishes the `<model>.features` Asset, which triggers scoring.
 
 Backfill this DAG to replay history: each run only reads what existed at its logical date.
 """
@@ -38,17 +41,25 @@ def build(cfg: ModelConfig):
          start_date=start, end_date=end, catchup=False, max_active_runs=4, default_args=default_args(),
          tags=[*TAGS, cfg.name, "ingest"], doc_md=__doc__, description=f"Daily ingest for {cfg.name}")
     def ingest():
-        @task(outlets=[features_asset(cfg.name)])
-        def extract(*, outlet_events) -> dict:
-            """Labels first, then the day's rows: one task, so the warehouse client is imported once."""
+        @task
+        def ingest_labels() -> dict:
+            """Outcomes that became available before the cut-off (after the configured label delay)."""
             from mlplatform import jobs
 
-            labels = _fail_on_bad_data(jobs.ingest_labels, cfg.name, logical_ds())
-            features = _fail_on_bad_data(jobs.ingest_features, cfg.name, logical_ds())
-            outlet_events[features_asset(cfg.name)].extra = {"days": [features["ds"]], **features}
-            return {"features": features, "labels": labels}
+            return _fail_on_bad_data(jobs.ingest_labels, cfg.name, logical_ds())
 
-        extract()
+        @task(outlets=[features_asset(cfg.name)])
+        def ingest_features(*, outlet_events) -> dict:
+            """The day's scheduled rows with weather as of the cut-off; its Asset event triggers scoring."""
+            from mlplatform import jobs
+
+            result = _fail_on_bad_data(jobs.ingest_features, cfg.name, logical_ds())
+            outlet_events[features_asset(cfg.name)].extra = {"days": [result["ds"]], **result}
+            return result
+
+        # Independent: a late or broken outcome feed must not stop the day's scoring.
+        ingest_labels()
+        ingest_features()
 
     return ingest()
 

@@ -55,13 +55,17 @@ class AlertNotifier(SlackWebhookNotifier):
     def notify(self, context):
         if _webhook_configured(self.slack_webhook_conn_id):
             return super().notify(context)
-        send("task_failure", self.text, self.blocks, conn_id=self.slack_webhook_conn_id)
+        send(failure_kind(context), self.text, self.blocks, conn_id=self.slack_webhook_conn_id)
+
+
+def failure_kind(context) -> str:
+    return "contract_breach" if "data contract breach" in str(context.get("exception", "")) else "task_failure"
 
 
 FAILURE_TEXT = (
     ":red_circle: Task failed: {{ dag.dag_id }}.{{ ti.task_id }} "
     "(logical date {{ logical_date or 'none' }}, try {{ ti.try_number }}). "
-    "Log: {{ ti.log_url }}"
+    "{{ exception }} Log: {{ ti.log_url }}"
 )
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from mlplatform.contracts import Contract
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
 
@@ -62,6 +64,22 @@ class Feature:
     column: str
     kind: str  # "numeric" or "categorical"
     transform: str = "identity"
+    drift: bool = True  # False for values constant within a day: one day cannot form a distribution
+
+
+@dataclass(frozen=True)
+class Context:
+    """Observations joined as of the cut-off: per join key, the latest row observed in the lookback window."""
+    table: str
+    join_on: str
+    observed_at: str
+    lookback_hours: int
+    prefix: str
+    contract: Contract
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.contract.columns)
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,11 @@ class Source:
     table: str
     key: str
     event_time: str
-    columns: tuple[str, ...]
+    contract: Contract
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.contract.columns)
 
 
 @dataclass(frozen=True)
@@ -77,7 +99,12 @@ class LabelSource:
     table: str
     key: str
     available_at: str
-    columns: tuple[str, ...]
+    delay_days: int
+    contract: Contract
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.contract.columns)
 
 
 @dataclass(frozen=True)
@@ -124,10 +151,15 @@ class ModelConfig:
     thresholds: Thresholds
     schedule: Schedule
     entity_columns: tuple[str, ...] = ()
+    context: Context | None = None
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def drift_features(self) -> list[Feature]:
+        return [f for f in self.features if f.drift]
 
     @property
     def categorical_features(self) -> list[str]:
@@ -138,6 +170,12 @@ class ModelConfig:
         return [f.name for f in self.features if f.kind == "numeric"]
 
 
+def _contract(dataset: str, source: dict, event_time: str) -> Contract:
+    for column in source["contract"]["columns"]:
+        checked_identifier(column)
+    return Contract.from_config(dataset, source["key"], event_time, source["contract"])
+
+
 def _parse_model(raw: dict) -> ModelConfig:
     source = raw["source"]
     labels = raw["labels"]
@@ -145,8 +183,8 @@ def _parse_model(raw: dict) -> ModelConfig:
     for feat in features:
         if feat.kind not in ("numeric", "categorical"):
             raise ValueError(f"feature {feat.name}: kind must be numeric or categorical, got {feat.kind}")
-    for col in labels["columns"]:
-        if any(f.column == col for f in features):
+    for col in labels["contract"]["columns"]:
+        if col != labels["key"] and any(f.column == col for f in features):
             raise ValueError(f"label column {col} is used as a feature; outcomes must never be features")
     schedule = raw["schedule"]
     return ModelConfig(
@@ -157,13 +195,14 @@ def _parse_model(raw: dict) -> ModelConfig:
             table=checked_identifier(source["table"]),
             key=checked_identifier(source["key"]),
             event_time=checked_identifier(source["event_time"]),
-            columns=tuple(checked_identifier(c) for c in source["columns"]),
+            contract=_contract(f"{raw['name']}.features", source, source["event_time"]),
         ),
         labels=LabelSource(
             table=checked_identifier(labels["table"]),
             key=checked_identifier(labels["key"]),
             available_at=checked_identifier(labels["available_at"]),
-            columns=tuple(checked_identifier(c) for c in labels["columns"]),
+            delay_days=int(labels.get("delay_days", 0)),
+            contract=_contract(f"{raw['name']}.labels", labels, labels["available_at"]),
         ),
         target=Target(**raw["target"]),
         features=features,
@@ -175,6 +214,18 @@ def _parse_model(raw: dict) -> ModelConfig:
             end_date=schedule.get("end_date"),
         ),
         entity_columns=tuple(raw.get("entity_columns", ())),
+        context=_parse_context(raw["name"], raw["context"]) if raw.get("context") else None,
+    )
+
+
+def _parse_context(model: str, ctx: dict) -> Context:
+    return Context(
+        table=checked_identifier(ctx["table"]),
+        join_on=checked_identifier(ctx["join_on"]),
+        observed_at=checked_identifier(ctx["observed_at"]),
+        lookback_hours=int(ctx["lookback_hours"]),
+        prefix=checked_identifier(ctx["prefix"]),
+        contract=Contract.from_config(f"{model}.context", ctx["join_on"], ctx["observed_at"], ctx["contract"]),
     )
 
 

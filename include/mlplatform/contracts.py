@@ -1,12 +1,20 @@
-"""Data contracts: what a source batch must look like before anything downstream runs."""
+"""Data contracts: what a source batch must look like before anything downstream runs.
+
+A contract is declared per source in the model YAML. ``check`` raises ``ContractViolation``
+naming the column and the rule on a breach, and returns a ``ContractReport`` of accepted
+oddities (extra columns, unseen categories) that goes into the partition manifest.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+
+DTYPE_KINDS = {"int": "iu", "float": "iuf", "str": "OSU", "date": "OM", "timestamp": "M"}
 
 
 class ContractViolation(ValueError):
@@ -14,29 +22,117 @@ class ContractViolation(ValueError):
 
     def __init__(self, dataset: str, column: str, rule: str, detail: str):
         self.dataset, self.column, self.rule, self.detail = dataset, column, rule, detail
-        super().__init__(f"{dataset}: column {column!r} broke rule {rule!r}: {detail}")
+        super().__init__(f"data contract breach in {dataset}: column {column!r} broke rule {rule!r}: {detail}")
 
     def as_dict(self) -> dict:
         return {"dataset": self.dataset, "column": self.column, "rule": self.rule, "detail": self.detail}
 
 
 @dataclass(frozen=True)
+class ColumnRule:
+    dtype: str
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None  # known values: unseen ones are accepted and counted
+
+    def __post_init__(self):
+        if self.dtype not in DTYPE_KINDS:
+            raise ValueError(f"unknown dtype {self.dtype!r}; use one of {sorted(DTYPE_KINDS)}")
+
+
+@dataclass(frozen=True)
 class Contract:
     dataset: str
-    required_columns: tuple[str, ...]
-    key: str
+    key: str | tuple[str, ...]
+    columns: dict[str, ColumnRule]
     min_rows: int = 1
+    max_rows: int | None = None
+    event_time: str | None = None  # must lie inside the batch's interval
+
+    @classmethod
+    def from_config(cls, dataset: str, key, event_time: str | None, raw: dict) -> Contract:
+        key = raw.get("key", key)
+        key = tuple(key) if isinstance(key, list) else key
+        columns = {name: ColumnRule(**{**rule, "categories": tuple(rule["categories"]) if rule.get("categories") else None})
+                   for name, rule in raw["columns"].items()}
+        rows = raw.get("rows", {})
+        return cls(dataset, key, columns, rows.get("min", 1), rows.get("max"), event_time)
 
 
-def check(frame: "pd.DataFrame", contract: Contract) -> list[str]:
-    """Raise ContractViolation on a breach; return warnings for acceptable oddities."""
-    for col in contract.required_columns:
-        if col not in frame.columns:
-            raise ContractViolation(contract.dataset, col, "required_column", "column is missing from the batch")
+@dataclass
+class ContractReport:
+    warnings: list[str] = field(default_factory=list)
+    unseen_categories: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"warnings": self.warnings, "unseen_categories": self.unseen_categories}
+
+
+def _fail(contract: Contract, column: str, rule: str, detail: str):
+    raise ContractViolation(contract.dataset, column, rule, detail)
+
+
+def _check_shape(frame: "pd.DataFrame", contract: Contract, report: ContractReport) -> None:
+    missing = [c for c in contract.columns if c not in frame.columns]
+    extra = sorted(set(frame.columns) - set(contract.columns))
+    if missing:
+        hint = f"; unexpected columns {extra} (renamed?)" if extra else ""
+        _fail(contract, missing[0], "required_column", f"missing from the batch{hint}")
+    if extra:
+        report.warnings.append(f"extra columns accepted and kept: {extra}")
     if len(frame) < contract.min_rows:
-        raise ContractViolation(contract.dataset, "*", "min_rows", f"{len(frame)} rows, expected at least {contract.min_rows}")
-    dupes = int(frame[contract.key].duplicated().sum())
-    if dupes:
-        raise ContractViolation(contract.dataset, contract.key, "unique_key", f"{dupes} duplicate keys")
-    extra = sorted(set(frame.columns) - set(contract.required_columns))
-    return [f"extra columns accepted: {extra}"] if extra else []
+        _fail(contract, "*", "row_count", f"{len(frame)} rows, expected at least {contract.min_rows}")
+    if contract.max_rows is not None and len(frame) > contract.max_rows:
+        _fail(contract, "*", "row_count", f"{len(frame)} rows, expected at most {contract.max_rows}")
+
+
+def _offenders(values: "pd.Series", rule: ColumnRule) -> list[str]:
+    import pandas as pd
+
+    if rule.dtype in ("int", "float"):
+        values = values[pd.to_numeric(values, errors="coerce").isna()]
+    return values.astype(str).head(3).tolist()
+
+
+def _check_column(frame: "pd.DataFrame", name: str, rule: ColumnRule, contract: Contract, report: ContractReport) -> None:
+    values = frame[name]
+    nulls = int(values.isna().sum())
+    if len(values) and nulls == len(values):
+        _fail(contract, name, "not_all_null", f"all {nulls} values are null")
+    if nulls and not rule.nullable:
+        _fail(contract, name, "not_null", f"{nulls} null values")
+    present = values.dropna()
+    if present.dtype.kind not in DTYPE_KINDS[rule.dtype]:
+        _fail(contract, name, "dtype", f"expected {rule.dtype}, got {present.dtype} (e.g. {_offenders(present, rule)})")
+    if rule.min is not None and (present < rule.min).any():
+        _fail(contract, name, "min", f"{int((present < rule.min).sum())} values below {rule.min}, e.g. {present.min()}")
+    if rule.max is not None and (present > rule.max).any():
+        _fail(contract, name, "max", f"{int((present > rule.max).sum())} values above {rule.max}, e.g. {present.max()}")
+    if rule.categories is not None:
+        unseen = present[~present.isin(rule.categories)].value_counts()
+        if len(unseen):
+            report.unseen_categories[name] = {str(k): int(v) for k, v in unseen.items()}
+            report.warnings.append(f"{name}: {int(unseen.sum())} rows with unseen categories {sorted(unseen.index)}")
+
+
+def check(frame: "pd.DataFrame", contract: Contract, interval: tuple[datetime, datetime] | None = None) -> ContractReport:
+    """Raise ContractViolation on the first breach; otherwise report what was accepted."""
+    import pandas as pd
+
+    report = ContractReport()
+    _check_shape(frame, contract, report)
+    for name, rule in contract.columns.items():
+        _check_column(frame, name, rule, contract, report)
+    keys = [contract.key] if isinstance(contract.key, str) else list(contract.key)
+    duplicated = frame.duplicated(subset=keys)
+    if duplicated.any():
+        example = frame.loc[duplicated, keys].iloc[0].tolist()
+        _fail(contract, ",".join(keys), "unique_key", f"{int(duplicated.sum())} duplicate keys, e.g. {example}")
+    if interval and contract.event_time and len(frame):
+        times = pd.to_datetime(frame[contract.event_time])
+        outside = (times < interval[0]) | (times >= interval[1])
+        if outside.any():
+            _fail(contract, contract.event_time, "inside_interval",
+                  f"{int(outside.sum())} rows outside [{interval[0]}, {interval[1]}), e.g. {times[outside].iloc[0]}")
+    return report

@@ -8,19 +8,20 @@ what existed before it.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from mlplatform import alerts, contracts, gates, registry
-from mlplatform.config import ModelConfig, model_config, settings
+from mlplatform.config import Context, ModelConfig, model_config, settings
 from mlplatform.lake import Lake
 from mlplatform.training import FEATURES_AREA, LABELS_AREA, day, shift
-from mlplatform.warehouse import (PREDICTIONS_COLUMNS, PREDICTIONS_TABLE, Warehouse,
+from mlplatform.warehouse import (PREDICTIONS_COLUMNS, PREDICTIONS_TABLE, Warehouse, WarehouseTableMissing,
                                   ensure_predictions_table, select_between)
 
 log = logging.getLogger(__name__)
 PREDICTIONS_AREA = "predictions"
 REPORTS_AREA = "reports"
 REFERENCE_AREA = "reference"
+QUARANTINE_AREA = "quarantine"
 
 
 def lake() -> Lake:
@@ -32,43 +33,81 @@ def _interval(ds: str) -> tuple[datetime, datetime]:
     return start, datetime.combine(day(shift(ds, 1)), datetime.min.time())
 
 
-def _extract(cfg: ModelConfig, area: str, ds: str, table: str, columns, time_column: str, key: str,
-             start: datetime, end: datetime, min_rows: int = 1) -> dict:
+def quarantine(dataset: str, ds: str, reason: dict, batch=None) -> str:
+    """Keep a rejected batch and why, so nothing is lost; it never becomes a visible partition."""
+    from mlplatform.lake import frame_to_parquet
+
+    qdir = f"{QUARANTINE_AREA}/{dataset}/{ds}"
+    if batch is not None:
+        lake().write_bytes(f"{qdir}/batch.parquet", frame_to_parquet(batch.astype({c: "string" for c in batch.columns
+                                                                                if batch[c].dtype == object})))
+    lake().write_json(f"{qdir}/reason.json", {**reason, "quarantined_at": datetime.now(timezone.utc).isoformat()})
+    return lake().uri(qdir)
+
+
+def _checked_batch(ds: str, table: str, contract: contracts.Contract, start: datetime, end: datetime):
+    """Rows of ``table`` whose contract event-time lies in [start, end), checked against the contract.
+    On a breach the batch goes to quarantine and ContractViolation is raised."""
+    sql, params = select_between(table, tuple(contract.columns), contract.event_time, start, end)
     wh = Warehouse(settings().warehouse_conn_id)
     try:
-        sql, params = select_between(table, columns, time_column, start, end)
         result = wh.query(sql, params)
+    except WarehouseTableMissing as exc:
+        quarantine(contract.dataset, ds, {"dataset": contract.dataset, "rule": "table_exists", "column": "*",
+                                          "detail": str(exc), "query": sql, "params": params})
+        raise
     finally:
         wh.close()
-    contract = contracts.Contract(f"{area}/{cfg.name}", tuple(columns), key, min_rows=min_rows)
-    warnings = contracts.check(result.frame, contract)
-    if result.frame.empty:
-        warnings.append("no rows in the interval")
-    part = lake().commit_partition(area, cfg.name, ds, result.frame, {
-        "source": {"table": table, "query": sql, "params": params, "query_id": result.query_id},
+    source = {"table": table, "query": sql, "params": params, "query_id": result.query_id}
+    try:
+        report = contracts.check(result.frame, contract, (start, end))
+    except contracts.ContractViolation as breach:
+        where = quarantine(contract.dataset, ds, {**breach.as_dict(), "source": source}, result.frame)
+        raise contracts.ContractViolation(breach.dataset, breach.column, breach.rule,
+                                          f"{breach.detail}; batch quarantined at {where}") from breach
+    return result.frame, source, report
+
+
+def _extract(area: str, model: str, ds: str, table: str, contract: contracts.Contract,
+             start: datetime, end: datetime, context: Context | None = None) -> dict:
+    """Copy a checked batch into the partition for ``ds``; no partition changes on a breach."""
+    frame, source, report = _checked_batch(ds, table, contract, start, end)
+    manifest = {"source": source, "contract": report.as_dict()}
+    if context is not None:
+        cutoff = start  # the day's rows are scored at 00:00 of the day: nothing observed later may join
+        observed, context_source, context_report = _checked_batch(
+            ds, context.table, context.contract, cutoff - timedelta(hours=context.lookback_hours), cutoff)
+        frame = join_as_of(frame, observed, context)
+        manifest["context"] = {"source": context_source, "contract": context_report.as_dict()}
+    part = lake().commit_partition(area, model, ds, frame, {
+        **manifest,
         "extracted_at": datetime.now(timezone.utc).isoformat(),
         "code_version": registry.code_version(),
-        "warnings": warnings,
     })
-    return {"ds": ds, "uri": lake().uri(lake().partition_dir(area, cfg.name, ds)),
-            "rows": part.row_count, "content_hash": part.content_hash}
+    return {"ds": ds, "uri": lake().uri(lake().partition_dir(area, model, ds)),
+            "rows": part.row_count, "content_hash": part.content_hash, "warnings": report.warnings}
+
+
+def join_as_of(rows, observed, context: Context):
+    """Attach, per join key, the latest observation (all observed before the cut-off by construction)."""
+    latest = observed.sort_values(context.observed_at).drop_duplicates(context.join_on, keep="last")
+    latest = latest.drop(columns=[c for c in latest.columns if c.endswith("_UTC")])
+    renamed = latest.rename(columns={c: f"{context.prefix}{c}" for c in latest.columns if c != context.join_on})
+    return rows.merge(renamed, on=context.join_on, how="left")
 
 
 def ingest_features(model: str, ds: str) -> dict:
-    """The day's scheduled rows: everything scheduled in [ds, ds+1) is known before ds starts."""
+    """The day's scheduled rows (published before ds starts), with context observed before the cut-off."""
     cfg = model_config(model)
     start, end = _interval(ds)
-    src = cfg.source
-    return _extract(cfg, FEATURES_AREA, ds, src.table, src.columns, src.event_time, src.key, start, end)
+    return _extract(FEATURES_AREA, cfg.name, ds, cfg.source.table, cfg.source.contract, start, end, cfg.context)
 
 
 def ingest_labels(model: str, ds: str) -> dict:
-    """Outcomes that became available during the day before the cut-off: [ds-1, ds)."""
+    """Outcomes that became available during [ds-1-delay, ds-delay): all known before ds's cut-off."""
     cfg = model_config(model)
-    start, end = _interval(shift(ds, -1))
-    lab = cfg.labels
-    # A day on which no outcome became available is legitimate (e.g. the first day of history).
-    return _extract(cfg, LABELS_AREA, ds, lab.table, lab.columns, lab.available_at, lab.key, start, end, min_rows=0)
+    start, end = _interval(shift(ds, -1 - cfg.labels.delay_days))
+    return _extract(LABELS_AREA, cfg.name, ds, cfg.labels.table, cfg.labels.contract, start, end)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -89,10 +128,11 @@ def _write_reference(cfg: ModelConfig, run_id: str, frame, model) -> str:
 def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = None) -> dict:
     """Train on data known before the cut-off, register a version, and promote it through the gate."""
     from mlplatform.features import build_features
-    from mlplatform.training import assemble_training_set, evaluate, fit, time_split
+    from mlplatform.training import assemble_training_set, evaluate, fit, save_training_set, time_split
 
     cfg = model_config(model)
     dataset = assemble_training_set(lake(), cfg, cutoff_ds, window_days)
+    dataset_manifest = save_training_set(lake(), cfg, dataset)
     train_rows, holdout = time_split(dataset.frame, cfg.source.event_time, cfg.training.holdout_days)
     if len(train_rows) < cfg.training.min_training_rows:
         raise ValueError(f"{model}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
@@ -107,7 +147,7 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
     decision = gates.decide_promotion(metrics["roc_auc"], champion_auc, cfg.thresholds.min_auc_gain)
 
     tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version}
-    dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds,
+    dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds, "manifest": lake().uri(dataset_manifest),
                     "feature_partitions": dataset.feature_partitions, "label_partitions": dataset.label_partitions}
     params = {**cfg.training.params, "train_rows": len(train_rows), "holdout_rows": len(holdout),
               "holdout_start": str(holdout[cfg.source.event_time].min())}

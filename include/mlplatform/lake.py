@@ -3,7 +3,9 @@
 One root URI (``file://`` locally, ``s3://`` in production) reached through fsspec.
 A partition is a directory ``<area>/<name>/ds=YYYY-MM-DD/`` holding data files and a
 ``_manifest.json``. Writes are committed data first, manifest last, and readers trust only
-manifests: a partition without a manifest does not exist.
+manifests: a partition without a manifest does not exist. Data files are named by their content
+hash and never overwritten, so a re-run with the same data rewrites the same bytes, and a
+re-run with fixed data adds a file while older training-set versions can still read theirs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MANIFEST = "_manifest.json"
-DATA_FILE = "part-00000.parquet"
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,17 @@ class Lake:
         pdir = self.partition_dir(area, name, ds)
         self.delete(f"{pdir}/{MANIFEST}")
         payload = frame_to_parquet(frame)
-        self.write_bytes(f"{pdir}/{DATA_FILE}", payload)
+        content_hash = hashlib.sha256(payload).hexdigest()
+        data_file = f"part-{content_hash[:16]}.parquet"
+        self.write_bytes(f"{pdir}/{data_file}", payload)
         full = {
             **manifest,
             "area": area,
             "name": name,
             "ds": ds,
-            "files": [DATA_FILE],
+            "files": [data_file],
             "row_count": int(len(frame)),
-            "content_hash": hashlib.sha256(payload).hexdigest(),
+            "content_hash": content_hash,
             "schema_hash": schema_hash(frame),
             "columns": list(frame.columns),
         }
@@ -125,15 +128,23 @@ class Lake:
         return Partition(area=area, name=name, ds=ds, manifest=self.read_json(path))
 
     def read_partition(self, part: Partition) -> "pd.DataFrame":
+        return self.read_files(part.area, part.name, part.ds, part.manifest["files"], part.content_hash)
+
+    def read_files(self, area: str, name: str, ds: str, files: list[str], content_hash: str) -> "pd.DataFrame":
+        """Read exactly these data files of a partition, checking they still hash to ``content_hash``."""
         import pandas as pd
 
-        pdir = self.partition_dir(part.area, part.name, part.ds)
-        frames = [pd.read_parquet(io.BytesIO(self.read_bytes(f"{pdir}/{f}"))) for f in part.manifest["files"]]
+        pdir = self.partition_dir(area, name, ds)
+        payloads = [self.read_bytes(f"{pdir}/{f}") for f in files]
+        if len(payloads) == 1 and hashlib.sha256(payloads[0]).hexdigest() != content_hash:
+            raise ValueError(f"{pdir}/{files[0]} does not match its recorded content hash {content_hash[:16]}")
+        frames = [pd.read_parquet(io.BytesIO(p)) for p in payloads]
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def days(self, area: str, name: str) -> list[str]:
         """Every ds directory under area/name, committed or not, oldest first."""
         base = self._path(area, name)
+        self.fs.invalidate_cache(base)  # object stores cache listings; another process may have committed since
         if not self.fs.exists(base):
             return []
         return sorted(p.rstrip("/").rsplit("ds=", 1)[1] for p in self.fs.ls(base, detail=False) if "ds=" in p)

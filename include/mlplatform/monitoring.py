@@ -59,8 +59,9 @@ def drift_report(reference: "pd.DataFrame", current: "pd.DataFrame", cfg: ModelC
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
-    numeric = cfg.numeric_features + [PREDICTION_COLUMN]
-    categorical = cfg.categorical_features
+    monitored = cfg.drift_features
+    numeric = [f.name for f in monitored if f.kind == "numeric"] + [PREDICTION_COLUMN]
+    categorical = [f.name for f in monitored if f.kind == "categorical"]
     columns = numeric + categorical
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     snapshot = Report([DataDriftPreset(columns=columns), DataSummaryPreset(columns=columns)]).run(

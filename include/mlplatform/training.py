@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 FEATURES_AREA = "datasets"
 LABELS_AREA = "labels"
+TRAINING_SETS_AREA = "training_sets"
 
 
 def day(ds: str) -> date:
@@ -46,16 +47,32 @@ def assemble_training_set(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_d
     Label partition ``ds=X`` holds outcomes that became available during the day before X,
     so every label partition with ds <= cutoff was known at the cut-off, and none after it.
     """
-    import pandas as pd
-
     window = window_days or cfg.training.window_days
     feature_parts = lake.list_partitions(FEATURES_AREA, cfg.name, shift(cutoff_ds, -window), cutoff_ds)
     label_parts = lake.list_partitions(LABELS_AREA, cfg.name, None, shift(cutoff_ds, 1))
     if not feature_parts:
         raise ValueError(f"{cfg.name}: no feature partitions in the {window} days before {cutoff_ds}")
-    raw = pd.concat([lake.read_partition(p) for p in feature_parts], ignore_index=True)
-    labels = pd.concat([lake.read_partition(p) for p in label_parts], ignore_index=True) if label_parts else None
-    if labels is None or labels.empty:
+    features = [_pinned(p) for p in feature_parts]
+    labels = [_pinned(p) for p in label_parts]
+    return _join(lake, cfg, cutoff_ds, features, labels)
+
+
+def _pinned(part) -> dict:
+    return {"ds": part.ds, "files": part.manifest["files"], "content_hash": part.content_hash,
+            "query_id": part.manifest.get("source", {}).get("query_id")}
+
+
+def _read_pinned(lake: Lake, area: str, name: str, pinned: list[dict]):
+    import pandas as pd
+
+    frames = [lake.read_files(area, name, p["ds"], p["files"], p["content_hash"]) for p in pinned]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _join(lake: Lake, cfg: ModelConfig, cutoff_ds: str, features: list[dict], label_parts: list[dict]) -> TrainingSet:
+    raw = _read_pinned(lake, FEATURES_AREA, cfg.name, features)
+    labels = _read_pinned(lake, LABELS_AREA, cfg.name, label_parts)
+    if labels.empty:
         raise ValueError(f"{cfg.name}: no labels available before {cutoff_ds}")
     labels = labels.drop_duplicates(subset=[cfg.labels.key], keep="last")
     labels[cfg.target.name] = build_target(labels, cfg)
@@ -63,14 +80,27 @@ def assemble_training_set(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_d
                        right_on=cfg.labels.key, how="inner", suffixes=("", "_label"))
     joined = joined[joined[cfg.target.name].notna()].sort_values([cfg.source.event_time, cfg.source.key])
     joined = joined.reset_index(drop=True)
-    hashes = [p.content_hash for p in feature_parts] + [p.content_hash for p in label_parts]
-    return TrainingSet(
-        frame=joined,
-        version=dataset_version(hashes),
-        cutoff_ds=cutoff_ds,
-        feature_partitions=[{"ds": p.ds, "content_hash": p.content_hash} for p in feature_parts],
-        label_partitions=[{"ds": p.ds, "content_hash": p.content_hash} for p in label_parts],
-    )
+    hashes = [p["content_hash"] for p in features] + [p["content_hash"] for p in label_parts]
+    return TrainingSet(frame=joined, version=dataset_version(hashes), cutoff_ds=cutoff_ds,
+                       feature_partitions=features, label_partitions=label_parts)
+
+
+def save_training_set(lake: Lake, cfg: ModelConfig, ts: TrainingSet) -> str:
+    """Record which partition files make up this version; returns the manifest's relative path."""
+    relpath = f"{TRAINING_SETS_AREA}/{cfg.name}/{ts.version}.json"
+    lake.write_json(relpath, {"version": ts.version, "model": cfg.name, "cutoff_ds": ts.cutoff_ds,
+                              "rows": len(ts.frame), "feature_partitions": ts.feature_partitions,
+                              "label_partitions": ts.label_partitions})
+    return relpath
+
+
+def load_training_set(lake: Lake, cfg: ModelConfig, version: str) -> TrainingSet:
+    """The exact data of a recorded version, even if some of its days were re-ingested since."""
+    manifest = lake.read_json(f"{TRAINING_SETS_AREA}/{cfg.name}/{version}.json")
+    ts = _join(lake, cfg, manifest["cutoff_ds"], manifest["feature_partitions"], manifest["label_partitions"])
+    if ts.version != version:
+        raise ValueError(f"training set {version} reloaded as {ts.version}")
+    return ts
 
 
 def time_split(frame: "pd.DataFrame", time_column: str, holdout_days: int) -> tuple["pd.DataFrame", "pd.DataFrame"]:

@@ -37,3 +37,23 @@ def warehouse(local_servers):
     wh = Warehouse(settings().warehouse_conn_id)
     yield wh
     wh.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(local_servers):
+    """A real S3 endpoint over HTTP (moto in server mode) with one bucket; credentials are dummies."""
+    from mlplatform.devstack.stack import VENV_BIN, Component, free_port, start, stop
+
+    port = free_port()
+    server = Component("s3", port, [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)])
+    env = {**local_servers, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}
+    os.environ.update(env)
+    start(server, env)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="mlplatform-lake")
+    try:
+        yield "s3://mlplatform-lake/lake"
+    finally:
+        stop(server, env)

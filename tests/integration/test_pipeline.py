@@ -125,3 +125,26 @@ def test_rerunning_ingest_is_idempotent(pipeline):
 
     before = jobs.lake().partition("datasets", MODEL, DAYS[0]).content_hash
     assert jobs.ingest_features(MODEL, DAYS[0])["content_hash"] == before
+
+
+def test_nothing_after_the_cutoff_reaches_training_or_scoring(pipeline):
+    """For cut-off D: every training label was available before D, every training row was scheduled before D,
+    and every weather value joined to a scored day was observed before that day's cut-off."""
+    import pandas as pd
+
+    from mlplatform.config import model_config
+    from mlplatform.jobs import lake
+    from mlplatform.training import assemble_training_set
+
+    cfg = model_config(MODEL)
+    cutoff = pd.Timestamp("2013-02-01")
+    ts = assemble_training_set(lake(), cfg, "2013-02-01")
+    assert (pd.to_datetime(ts.frame["SCHED_DEPARTURE"]) < cutoff).all()
+    labels = pd.concat([lake().read_partition(lake().partition("labels", MODEL, p["ds"])) for p in ts.label_partitions])
+    used = labels[labels["FLIGHT_ID"].isin(ts.frame["FLIGHT_ID"])]
+    assert len(used) == len(ts.frame) and (pd.to_datetime(used["AVAILABLE_AT"]) < cutoff).all()
+    for ds in DAYS + [DRIFT_DAY]:
+        scored = lake().read_partition(lake().partition("datasets", MODEL, ds))
+        observed = pd.to_datetime(scored["ORIGIN_WX_OBSERVED_AT"]).dropna()
+        assert len(observed) and (observed < pd.Timestamp(ds)).all()
+        assert (observed >= pd.Timestamp(ds) - pd.Timedelta(hours=cfg.context.lookback_hours)).all()

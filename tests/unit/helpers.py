@@ -22,4 +22,10 @@ def schedule_rows(n: int = 40, day: str = "2013-01-05", seed: int = 0) -> pd.Dat
         "ORIGIN": rng.choice(["EWR", "JFK", "LGA"], n),
         "DEST": rng.choice(["ORD", "ATL", "LAX"], n),
         "DISTANCE": rng.integers(200, 2500, n).astype(float),
+        # Weather at the origin as of the cut-off, as ingest joins it.
+        "ORIGIN_WX_OBSERVED_AT": [base - pd.Timedelta(hours=1)] * n,
+        "ORIGIN_WX_TEMP": rng.normal(40, 10, n).round(1),
+        "ORIGIN_WX_WIND_SPEED": rng.uniform(0, 25, n).round(1),
+        "ORIGIN_WX_PRECIP": rng.choice([0.0, 0.0, 0.1], n),
+        "ORIGIN_WX_VISIB": rng.choice([10.0, 5.0], n),
     })

@@ -1,26 +1,94 @@
+"""One test per kind of bad input: each gives a clear error naming the column and the rule."""
+
+from datetime import datetime
+
+import pandas as pd
 import pytest
 
-from mlplatform.contracts import Contract, ContractViolation, check
+from mlplatform.config import model_config
+from mlplatform.contracts import ContractViolation, check
 from tests.unit.helpers import schedule_rows
 
-CONTRACT = Contract("datasets/flight_delay", ("FLIGHT_ID", "CARRIER", "DISTANCE"), "FLIGHT_ID")
+CONTRACT = model_config("flight_delay").source.contract
 
 
-def test_good_batch_passes_and_extra_columns_warn():
-    warnings = check(schedule_rows(), CONTRACT)
-    assert warnings and "extra columns" in warnings[0]
+def warehouse_batch(n: int = 200):
+    """Schedule rows as the warehouse returns them, before the weather join."""
+    return schedule_rows(n).filter(regex="^(?!ORIGIN_WX_)")
+DAY = (datetime(2013, 1, 5), datetime(2013, 1, 6))
 
 
-def test_missing_column_names_column_and_rule():
+def breach(frame) -> ContractViolation:
     with pytest.raises(ContractViolation) as err:
-        check(schedule_rows().drop(columns=["CARRIER"]), CONTRACT)
-    assert err.value.column == "CARRIER" and err.value.rule == "required_column"
+        check(frame, CONTRACT, DAY)
+    assert err.value.column in str(err.value) and err.value.rule in str(err.value)
+    return err.value
 
 
-def test_zero_rows_and_duplicate_keys_fail():
-    with pytest.raises(ContractViolation, match="min_rows"):
-        check(schedule_rows().iloc[:0], CONTRACT)
-    rows = schedule_rows()
+def test_good_batch_passes_without_warnings():
+    assert check(warehouse_batch(200), CONTRACT, DAY).warnings == []
+
+
+def test_missing_column():
+    err = breach(warehouse_batch(200).drop(columns=["DISTANCE"]))
+    assert (err.column, err.rule) == ("DISTANCE", "required_column")
+
+
+def test_renamed_column_is_named_with_a_hint():
+    err = breach(warehouse_batch(200).rename(columns={"DISTANCE": "DIST_MILES"}))
+    assert err.column == "DISTANCE" and "DIST_MILES" in err.detail and "renamed" in err.detail
+
+
+def test_extra_column_is_accepted_with_a_warning():
+    rows = warehouse_batch(200).assign(GATE="A1")
+    assert any("GATE" in w for w in check(rows, CONTRACT, DAY).warnings)
+
+
+def test_text_in_numeric_column():
+    rows = warehouse_batch(200).astype({"DISTANCE": object})
+    rows.loc[3, "DISTANCE"] = "far"
+    err = breach(rows)
+    assert (err.column, err.rule) == ("DISTANCE", "dtype") and "far" in err.detail
+
+
+def test_all_null_column():
+    err = breach(warehouse_batch(200).assign(TAILNUM=None))
+    assert (err.column, err.rule) == ("TAILNUM", "not_all_null")
+
+
+def test_null_in_required_column():
+    rows = warehouse_batch(200)
+    rows.loc[0, "ORIGIN"] = None
+    assert breach(rows).rule == "not_null"
+
+
+def test_day_with_zero_rows():
+    err = breach(warehouse_batch(200).iloc[:0])
+    assert err.rule == "row_count" and "0 rows" in err.detail
+
+
+def test_duplicate_keys():
+    rows = warehouse_batch(200)
     rows.loc[1, "FLIGHT_ID"] = rows.loc[0, "FLIGHT_ID"]
-    with pytest.raises(ContractViolation, match="unique_key"):
-        check(rows, CONTRACT)
+    assert (breach(rows).rule, breach(rows).column) == ("unique_key", "FLIGHT_ID")
+
+
+def test_negative_distance_is_out_of_range():
+    rows = warehouse_batch(200)
+    rows.loc[7, "DISTANCE"] = -50.0
+    err = breach(rows)
+    assert (err.column, err.rule) == ("DISTANCE", "min") and "-50" in err.detail
+
+
+def test_unseen_category_is_accepted_and_counted():
+    rows = warehouse_batch(200)
+    rows.loc[:4, "CARRIER"] = "ZZ"
+    report = check(rows, CONTRACT, DAY)
+    assert report.unseen_categories == {"CARRIER": {"ZZ": 5}}
+
+
+def test_timestamps_outside_the_interval():
+    rows = warehouse_batch(200)
+    rows.loc[2, "SCHED_DEPARTURE"] = pd.Timestamp("2013-01-07 09:00")
+    err = breach(rows)
+    assert (err.column, err.rule) == ("SCHED_DEPARTURE", "inside_interval") and "2013-01-07" in err.detail

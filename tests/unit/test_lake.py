@@ -16,10 +16,22 @@ def test_commit_writes_data_then_manifest_and_reads_back(tmp_path):
 def test_rerun_is_byte_identical(tmp_path):
     lake = Lake(tmp_path.as_uri())
     first = lake.commit_partition("datasets", "m", "2013-01-05", schedule_rows(), {})
-    data_before = (tmp_path / "datasets/m/ds=2013-01-05/part-00000.parquet").read_bytes()
+    data_file = tmp_path / "datasets/m/ds=2013-01-05" / first.manifest["files"][0]
+    data_before = data_file.read_bytes()
     second = lake.commit_partition("datasets", "m", "2013-01-05", schedule_rows(), {})
     assert first.content_hash == second.content_hash
-    assert (tmp_path / "datasets/m/ds=2013-01-05/part-00000.parquet").read_bytes() == data_before
+    assert second.manifest["files"] == first.manifest["files"]
+    assert data_file.read_bytes() == data_before
+
+
+def test_fixed_rerun_adds_a_file_and_keeps_the_old_one_readable(tmp_path):
+    lake = Lake(tmp_path.as_uri())
+    first = lake.commit_partition("datasets", "m", "2013-01-05", schedule_rows(seed=1), {})
+    fixed = lake.commit_partition("datasets", "m", "2013-01-05", schedule_rows(seed=2), {})
+    assert fixed.content_hash != first.content_hash
+    assert lake.partition("datasets", "m", "2013-01-05").content_hash == fixed.content_hash
+    old = lake.read_files("datasets", "m", "2013-01-05", first.manifest["files"], first.content_hash)
+    pd.testing.assert_frame_equal(old, schedule_rows(seed=1))
 
 
 def test_partition_without_manifest_is_invisible(tmp_path):

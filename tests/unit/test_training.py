@@ -4,7 +4,7 @@ import pytest
 
 from mlplatform.config import model_config
 from mlplatform.lake import Lake
-from mlplatform.training import assemble_training_set, evaluate, fit, time_split
+from mlplatform.training import assemble_training_set, evaluate, fit, load_training_set, save_training_set, time_split
 from tests.unit.helpers import schedule_rows
 
 CFG = model_config("flight_delay")
@@ -61,3 +61,14 @@ def test_fit_learns_signal(tmp_path):
 def test_no_feature_partitions_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no feature partitions"):
         assemble_training_set(Lake(tmp_path.as_uri()), CFG, "2013-01-08")
+
+
+def test_a_version_loads_back_exactly_even_after_a_day_is_fixed(tmp_path):
+    lake = _lake_with_history(tmp_path)
+    original = assemble_training_set(lake, CFG, "2013-01-08")
+    save_training_set(lake, CFG, original)
+    lake.commit_partition("datasets", CFG.name, "2013-01-03", schedule_rows(80, "2013-01-03", seed=99), {})
+    assert assemble_training_set(lake, CFG, "2013-01-08").version != original.version
+    again = load_training_set(lake, CFG, original.version)
+    assert again.version == original.version
+    pd.testing.assert_frame_equal(again.frame, original.frame)

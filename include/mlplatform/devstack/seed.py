@@ -67,6 +67,8 @@ def weather_table(weather: pd.DataFrame) -> pd.DataFrame:
     out = weather.drop(columns=["year", "month", "day", "hour", "time_hour"]).copy()
     out.columns = [c.upper() for c in out.columns]
     out.insert(1, "OBSERVED_AT", observed)
+    # Local time repeats at the autumn DST change; the UTC time keeps every observation unique.
+    out.insert(2, "OBSERVED_AT_UTC", pd.to_datetime(weather["time_hour"]).dt.tz_localize(None))
     return out
 
 
@@ -76,7 +78,7 @@ TABLES_DDL = {
                        "DEST VARCHAR, DISTANCE DOUBLE",
     "FLIGHT_OUTCOMES": "FLIGHT_ID INTEGER, DEP_TIME DOUBLE, DEP_DELAY DOUBLE, ARR_TIME DOUBLE, ARR_DELAY DOUBLE, "
                        "AIR_TIME DOUBLE, AVAILABLE_AT TIMESTAMP_NTZ",
-    "WEATHER": "ORIGIN VARCHAR, OBSERVED_AT TIMESTAMP_NTZ, TEMP DOUBLE, DEWP DOUBLE, HUMID DOUBLE, WIND_DIR DOUBLE, "
+    "WEATHER": "ORIGIN VARCHAR, OBSERVED_AT TIMESTAMP_NTZ, OBSERVED_AT_UTC TIMESTAMP_NTZ, TEMP DOUBLE, DEWP DOUBLE, HUMID DOUBLE, WIND_DIR DOUBLE, "
                "WIND_SPEED DOUBLE, WIND_GUST DOUBLE, PRECIP DOUBLE, PRESSURE DOUBLE, VISIB DOUBLE",
 }
 
