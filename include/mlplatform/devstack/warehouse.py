@@ -17,9 +17,17 @@ log = logging.getLogger("warehouse")
 
 
 def _is_seeded(fs) -> bool:
+    """True when every RAW table exists with exactly the columns the current seed defines."""
+    from mlplatform.devstack.seed import TABLES_DDL
+
     cur = fs.connect("FLIGHTS", "RAW").cursor()
-    cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'RAW' AND table_name = 'FLIGHT_SCHEDULE'")
-    return cur.fetchone()[0] > 0
+    for table, ddl in TABLES_DDL.items():
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = 'RAW' "
+                    "AND table_name = %(t)s", {"t": table})
+        expected = {part.split()[0] for part in ddl.split(", ")}
+        if {row[0] for row in cur.fetchall()} != expected:
+            return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
