@@ -29,9 +29,9 @@ def warehouse_count(warehouse, ds: str) -> int:
 
 
 def shift_day_in_warehouse(warehouse, ds: str) -> None:
-    """A day unlike any in the reference: longer routes, late-evening departures, one carrier."""
+    """A day unlike any in the reference, yet inside the data contract: long routes, late departures, a new carrier."""
     warehouse.execute(
-        "UPDATE FLIGHTS.RAW.FLIGHT_SCHEDULE SET DISTANCE = DISTANCE * 3 + 800, SCHED_DEP_TIME = 2200, "
+        "UPDATE FLIGHTS.RAW.FLIGHT_SCHEDULE SET DISTANCE = 4000 + MOD(FLIGHT_ID, 1000), SCHED_DEP_TIME = 2200, "
         "SCHED_ARR_TIME = 2355, CARRIER = 'ZZ' WHERE FLIGHT_DATE = %(ds)s", {"ds": ds})
 
 
@@ -100,7 +100,7 @@ def test_daily_reports_hold_per_feature_drift(pipeline):
     from mlplatform.config import model_config
     from mlplatform.jobs import lake
 
-    features = model_config(MODEL).feature_names
+    features = [f.name for f in model_config(MODEL).drift_features]
     for ds in DAYS + [DRIFT_DAY]:
         html = lake().read_bytes(f"reports/{MODEL}/ds={ds}/drift_report.html").decode()
         summary = lake().read_json(f"reports/{MODEL}/ds={ds}/summary.json")
@@ -148,3 +148,21 @@ def test_nothing_after_the_cutoff_reaches_training_or_scoring(pipeline):
         observed = pd.to_datetime(scored["ORIGIN_WX_OBSERVED_AT"]).dropna()
         assert len(observed) and (observed < pd.Timestamp(ds)).all()
         assert (observed >= pd.Timestamp(ds) - pd.Timedelta(hours=cfg.context.lookback_hours)).all()
+
+
+def test_lineage_walks_both_ways(pipeline):
+    from mlplatform import lineage
+    from mlplatform.jobs import lake
+
+    rows = lake().read_partition(lake().partition("predictions", MODEL, DAYS[0]))
+    key = str(rows["FLIGHT_ID"].iloc[0])
+    chain = lineage.backward(MODEL, DAYS[0], key)
+    assert str(chain["prediction"]["FLIGHT_ID"]) == key
+    assert chain["model_version"]["version"] == chain["prediction"]["model_version"]
+    assert chain["training_run"]["trigger_reason"] == "initial"
+    assert chain["training_set"]["feature_partitions"] and chain["input_partition"]["query_id"]
+    assert len(chain["warehouse_query_ids"]) >= len(chain["training_set"]["feature_partitions"])
+
+    made = lineage.forward(MODEL, chain["model_version"]["version"])
+    assert {p["ds"] for p in made["prediction_partitions"]} >= set(DAYS)
+    assert lineage.main(["model", MODEL, chain["model_version"]["version"]]) == 0

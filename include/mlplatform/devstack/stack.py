@@ -153,26 +153,39 @@ def start(component: Component, env: dict[str, str], timeout: float = 180) -> No
         time.sleep(0.5)
 
 
+def _gone(pid: int) -> bool:
+    """True once the process group has exited. Reaps our own child, which would otherwise linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # started by another process (e.g. `make up`): nothing to reap
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def stop(component: Component, env: dict[str, str]) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to the component's process group, until it is gone."""
     pidfile = component.pidfile(Path(env["MLOPS_DATA_DIR"]))
     if not pidfile.exists():
         return
     pid = int(pidfile.read_text())
-    for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    for sig, grace_s in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
             break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.3)
-        else:
-            continue
-        break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and not _gone(pid):
+            time.sleep(0.2)
+        if _gone(pid):
+            break
     pidfile.unlink(missing_ok=True)
 
 
