@@ -72,11 +72,15 @@ def _extract(area: str, model: str, ds: str, table: str, contract: contracts.Con
              start: datetime, end: datetime, context: Context | None = None) -> dict:
     """Copy a checked batch into the partition for ``ds``; no partition changes on a breach."""
     frame, source, report = _checked_batch(ds, table, contract, start, end)
+    if frame.empty:
+        report.warnings.append("no rows in the interval")
     manifest = {"source": source, "contract": report.as_dict()}
     if context is not None:
         cutoff = start  # the day's rows are scored at 00:00 of the day: nothing observed later may join
         observed, context_source, context_report = _checked_batch(
             ds, context.table, context.contract, cutoff - timedelta(hours=context.lookback_hours), cutoff)
+        if observed.empty:
+            context_report.warnings.append("no observations in the lookback window: context features are missing")
         frame = join_as_of(frame, observed, context)
         manifest["context"] = {"source": context_source, "contract": context_report.as_dict()}
     part = lake().commit_partition(area, model, ds, frame, {
