@@ -103,6 +103,8 @@ def _check_column(frame: "pd.DataFrame", name: str, rule: ColumnRule, contract: 
     if nulls and not rule.nullable:
         _fail(contract, name, "not_null", f"{nulls} null values")
     present = values.dropna()
+    if present.empty:
+        return  # nothing to check (an empty batch may come back with untyped columns)
     if present.dtype.kind not in DTYPE_KINDS[rule.dtype]:
         _fail(contract, name, "dtype", f"expected {rule.dtype}, got {present.dtype} (e.g. {_offenders(present, rule)})")
     if rule.min is not None and (present < rule.min).any():
