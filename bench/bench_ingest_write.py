@@ -48,6 +48,8 @@ def main() -> None:
         report = check(frame, contract, year)
         lake.commit_partition("datasets", "bench", "2013-01-01", frame, {"contract": report.as_dict()})
 
+    lake.fs.makedirs(f"{lake.root}/plain", exist_ok=True)
+
     def plain_pandas() -> None:
         with lake.fs.open(f"{lake.root}/plain/part.parquet", "wb") as fh:
             frame.to_parquet(fh, index=False)

@@ -48,7 +48,7 @@ def frame_to_parquet(frame: "pd.DataFrame") -> bytes:
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", write_statistics=True)
+    pq.write_table(table, buf, compression="snappy", write_statistics=True)
     return buf.getvalue()
 
 

@@ -49,8 +49,8 @@ def backward(model: str, ds: str, key: str | None = None) -> dict:
     ts = lake().read_json(f"{TRAINING_SETS_AREA}/{model}/{ts_version}.json")
     chain["training_set"] = {"version": ts_version, "rows": ts["rows"], "cutoff_ds": ts["cutoff_ds"],
                              "feature_partitions": ts["feature_partitions"], "label_partitions": ts["label_partitions"]}
-    chain["warehouse_query_ids"] = sorted({p["query_id"] for p in ts["feature_partitions"] + ts["label_partitions"]
-                                           if p.get("query_id")})
+    pinned = ts["feature_partitions"] + ts["label_partitions"]
+    chain["warehouse_query_ids"] = sorted({p[k] for p in pinned for k in ("query_id", "context_query_id") if p.get(k)})
     return chain
 
 

@@ -58,8 +58,11 @@ def assemble_training_set(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_d
 
 
 def _pinned(part) -> dict:
-    return {"ds": part.ds, "files": part.manifest["files"], "content_hash": part.content_hash,
-            "query_id": part.manifest.get("source", {}).get("query_id")}
+    pinned = {"ds": part.ds, "files": part.manifest["files"], "content_hash": part.content_hash,
+              "query_id": part.manifest.get("source", {}).get("query_id")}
+    if "context" in part.manifest:
+        pinned["context_query_id"] = part.manifest["context"]["source"]["query_id"]
+    return pinned
 
 
 def _read_pinned(lake: Lake, area: str, name: str, pinned: list[dict]):

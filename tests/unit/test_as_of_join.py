@@ -19,3 +19,10 @@ def test_each_origin_gets_its_latest_observation_before_the_cutoff():
     assert joined.loc[2, "ORIGIN_WX_OBSERVED_AT"] == pd.Timestamp("2013-01-04 21:00")
     assert pd.isna(joined.loc[3, "ORIGIN_WX_TEMP"]), "no observation in the window: missing, never a later one"
     assert "ORIGIN_WX_OBSERVED_AT_UTC" not in joined.columns
+
+
+def test_no_observation_in_the_window_leaves_weather_missing():
+    rows = pd.DataFrame({"FLIGHT_ID": [1, 2], "ORIGIN": ["EWR", "JFK"]})
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in CTX.columns})
+    joined = join_as_of(rows, empty, CTX)
+    assert len(joined) == 2 and joined["ORIGIN_WX_TEMP"].isna().all()

@@ -63,12 +63,16 @@ class AirflowApi:
     def runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns", limit=1000, order_by="logical_date")["dag_runs"]
 
-    def wait_until_idle(self, dag_ids: list[str], settle: float = 20, timeout: float = 1800) -> None:
-        """Wait until no run of these DAGs is queued or running for ``settle`` seconds in a row
-        (asset-triggered runs appear a little after the run that triggered them)."""
+    def queued_asset_events(self, dag_id: str) -> int:
+        return self.get(f"/dags/{dag_id}/assets/queuedEvents")["total_entries"]
+
+    def wait_until_idle(self, dag_ids: list[str], settle: float = 5, timeout: float = 1800) -> None:
+        """Wait until, for ``settle`` seconds in a row, no run of these DAGs is queued or running and no
+        asset event waits to trigger one."""
         deadline, quiet_since = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
-            busy = any(r["state"] not in FINISHED for d in dag_ids for r in self.runs(d))
+            busy = any(r["state"] not in FINISHED for d in dag_ids for r in self.runs(d)) or any(
+                self.queued_asset_events(d) for d in dag_ids)
             if busy:
                 quiet_since = None
             elif quiet_since is None:

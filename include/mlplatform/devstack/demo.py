@@ -5,7 +5,7 @@
 3. backfill ingest over the replay window, which triggers score and monitor through Assets;
 4. print a summary. The stack keeps running; `make down` stops it.
 
-Window: DEMO_HISTORY_START (2013-01-01), DEMO_REPLAY_START (2013-02-01), DEMO_REPLAY_END (2013-02-10), inclusive.
+Window: DEMO_HISTORY_START (2013-01-01), DEMO_REPLAY_START (2013-02-01), DEMO_REPLAY_END (2013-02-07), inclusive.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlplatform.devstack.airflow_api import AirflowApi
 def _window() -> tuple[str, str, str]:
     history = os.environ.get("DEMO_HISTORY_START", "2013-01-01")
     replay_start = os.environ.get("DEMO_REPLAY_START", "2013-02-01")
-    replay_end = os.environ.get("DEMO_REPLAY_END", "2013-02-10")
+    replay_end = os.environ.get("DEMO_REPLAY_END", "2013-02-07")
     return history, replay_start, replay_end
 
 
