@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from mlplatform.contracts import Contract
+from mlplatform.gates import GatePolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
@@ -127,7 +128,6 @@ class Training:
 class Thresholds:
     drift_share: float
     decision_threshold: float
-    min_auc_gain: float
     reference_rows: int
 
 
@@ -149,6 +149,7 @@ class ModelConfig:
     features: tuple[Feature, ...]
     training: Training
     thresholds: Thresholds
+    gate: GatePolicy
     schedule: Schedule
     entity_columns: tuple[str, ...] = ()
     context: Context | None = None
@@ -208,6 +209,7 @@ def _parse_model(raw: dict) -> ModelConfig:
         features=features,
         training=Training(**raw["training"]),
         thresholds=Thresholds(**raw["thresholds"]),
+        gate=GatePolicy(**{**raw.get("gate", {}), "segments": tuple(raw.get("gate", {}).get("segments", ()))}),
         schedule=Schedule(
             ingest=schedule["ingest"],
             start_date=schedule["start_date"],

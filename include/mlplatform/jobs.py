@@ -145,10 +145,13 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
 
     mlc = registry.client(settings().mlflow_tracking_uri)
     champion = registry.version_by_alias(mlc, cfg.name, registry.CHAMPION)
-    champion_auc = None
-    if champion is not None:
-        champion_auc = evaluate(registry.load_version(cfg.name, champion.version), holdout, cfg)["roc_auc"]
-    decision = gates.decide_promotion(metrics["roc_auc"], champion_auc, cfg.thresholds.min_auc_gain)
+    holdout_features = build_features(holdout, cfg)
+    champion_scores = None
+    if champion is not None:  # both models are scored on the same holdout, which the challenger never saw
+        champion_scores = registry.load_version(cfg.name, champion.version).predict_proba(holdout_features)[:, 1]
+    decision = gates.decide_promotion(
+        holdout[cfg.target.name].to_numpy(), challenger.predict_proba(holdout_features)[:, 1], champion_scores,
+        {col: holdout[col].astype(str).to_numpy() for col in cfg.gate.segments}, cfg.gate)
 
     tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version}
     dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds, "manifest": lake().uri(dataset_manifest),
@@ -160,15 +163,22 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
         {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()},
     )
     reference = _write_reference(cfg, run_id, train_rows, challenger)
-    for key, value in {**tags, "reference_path": reference}.items():
+    evidence = {"reference_path": reference, "gate_promote": str(decision.promote).lower(),
+                "gate_auc_gain": f"{decision.auc_gain:.4f}",
+                "gate_auc_gain_ci95": f"[{decision.ci_low:.4f}, {decision.ci_high:.4f}]",
+                "gate_compared_with": f"v{champion.version}" if champion else "prior-rate baseline"}
+    for key, value in {**tags, **evidence}.items():
         mlc.set_model_version_tag(cfg.name, version, key, value)
+    mlc.update_model_version(cfg.name, version, description=f"Gate: {decision.reason}. Evidence: "
+                             f"promotion_decision.json in run {run_id}.")
     mlc.set_model_version_tag(cfg.name, version, "promotion_decision", decision.reason)
     registry.set_alias(mlc, cfg.name, registry.CHALLENGER, version)
     if decision.promote:
         registry.set_alias(mlc, cfg.name, registry.CHAMPION, version)
     alerts.send("promotion" if decision.promote else "rejection",
                 f"{':trophy: Promoted' if decision.promote else ':no_entry: Rejected'} {cfg.name} v{version} "
-                f"(trained to {cutoff_ds}, reason {reason}): {decision.reason}")
+                f"(trained to {cutoff_ds}, reason {reason}): {decision.reason}. Holdout AUC "
+                f"{decision.challenger_auc:.4f} vs {decision.champion_auc if decision.champion_auc is not None else 0.5:.4f}.")
     return {"run_id": run_id, "version": version, "promoted": decision.promote,
             "holdout_auc": metrics["roc_auc"], "dataset_version": dataset.version}
 
