@@ -7,7 +7,9 @@ The promotion gate compares challenger and champion on the same holdout rows. It
 - calibration (Brier score) is at most ``max_brier_increase`` worse;
 - no segment (e.g. a carrier or origin) with at least ``segment_min_rows`` rows loses more than
   ``max_segment_auc_drop`` of AUC.
-With no champion, the challenger faces the prior-rate baseline: a constant score (AUC 0.5).
+With no champion, the challenger must beat the prior-rate baseline: a constant score equal to the
+training set's positive rate (AUC 0.5). The calibration and segment guardrails guard against
+regressing from a champion, so they apply only when there is one.
 """
 
 from __future__ import annotations
@@ -91,14 +93,18 @@ def segment_table(y, p_new, p_old, segments: dict[str, "np.ndarray"], min_rows: 
     return rows
 
 
-def decide_promotion(y, p_challenger, p_champion, segments: dict[str, "np.ndarray"], policy: GatePolicy) -> PromotionDecision:
-    """``p_champion`` is None when there is no champion: the prior rate then stands in for it."""
+def decide_promotion(y, p_challenger, p_champion, segments: dict[str, "np.ndarray"], policy: GatePolicy,
+                     prior_rate: float | None = None) -> PromotionDecision:
+    """``p_champion`` is None when there is no champion: a constant ``prior_rate`` (the training set's
+    positive rate, never the holdout's) then stands in for it."""
     import numpy as np
 
     y = np.asarray(y, dtype=int)
     p_new = np.asarray(p_challenger, dtype=float)
     has_champion = p_champion is not None
-    p_old = np.asarray(p_champion, dtype=float) if has_champion else np.full(len(y), y.mean() if len(y) else 0.0)
+    if not has_champion and prior_rate is None:
+        raise ValueError("without a champion, pass the training prior rate as the baseline")
+    p_old = np.asarray(p_champion, dtype=float) if has_champion else np.full(len(y), prior_rate)
     auc_new, auc_old = _auc(y, p_new), _auc(y, p_old)
     brier_new, brier_old = float(np.mean((p_new - y) ** 2)), float(np.mean((p_old - y) ** 2))
     low, high = paired_bootstrap_gain(y, p_new, p_old, policy.bootstrap_samples, policy.seed) if len(y) else (0.0, 0.0)
@@ -110,7 +116,7 @@ def decide_promotion(y, p_challenger, p_champion, segments: dict[str, "np.ndarra
     checks = [
         (len(y) >= policy.min_holdout_rows, f"holdout has {len(y)} rows, fewer than {policy.min_holdout_rows}"),
         (low > policy.min_effect, f"{gain}: lower bound not above the minimum effect {policy.min_effect}"),
-        (brier_new - brier_old <= policy.max_brier_increase,
+        (not has_champion or brier_new - brier_old <= policy.max_brier_increase,
          f"Brier score worse by {brier_new - brier_old:.4f} (allowed {policy.max_brier_increase})"),
         (not regressed, f"segments lose more than {policy.max_segment_auc_drop} AUC: {regressed}"),
     ]

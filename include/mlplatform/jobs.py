@@ -151,7 +151,8 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
         champion_scores = registry.load_version(cfg.name, champion.version).predict_proba(holdout_features)[:, 1]
     decision = gates.decide_promotion(
         holdout[cfg.target.name].to_numpy(), challenger.predict_proba(holdout_features)[:, 1], champion_scores,
-        {col: holdout[col].astype(str).to_numpy() for col in cfg.gate.segments}, cfg.gate)
+        {col: holdout[col].astype(str).to_numpy() for col in cfg.gate.segments}, cfg.gate,
+        prior_rate=float(train_rows[cfg.target.name].mean()))
 
     tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version}
     dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds, "manifest": lake().uri(dataset_manifest),

@@ -45,7 +45,7 @@ def test_identical_models_are_not_promoted():
 
 def test_small_holdout_is_refused():
     y, signal, seg = holdout(n=300)
-    d = decide_promotion(y, squash(signal - 1), np.full(len(y), 0.3), {"ORIGIN": seg}, POLICY)
+    d = decide_promotion(y, squash(signal - 1), None, {"ORIGIN": seg}, POLICY, prior_rate=0.3)
     assert not d.promote and "fewer than 500" in d.reason
 
 
@@ -80,9 +80,12 @@ def test_a_large_segment_regression_is_refused():
 
 def test_without_champion_the_prior_rate_baseline_is_the_bar():
     y, signal, seg = holdout()
-    assert decide_promotion(y, squash(signal - 1), None, {"ORIGIN": seg}, POLICY).promote
+    first = decide_promotion(y, squash(signal - 1), None, {"ORIGIN": seg}, POLICY, prior_rate=0.25)
+    assert first.promote and first.champion_auc is None and "prior-rate baseline" in first.reason
     noise = np.random.default_rng(4).random(len(y))
-    assert not decide_promotion(y, noise, None, {"ORIGIN": seg}, POLICY).promote
+    assert not decide_promotion(y, noise, None, {"ORIGIN": seg}, POLICY, prior_rate=0.25).promote
+    with pytest.raises(ValueError, match="prior rate"):
+        decide_promotion(y, noise, None, {"ORIGIN": seg}, POLICY)
 
 
 def test_drift_decision_at_threshold():
