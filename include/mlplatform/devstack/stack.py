@@ -154,20 +154,17 @@ def start(component: Component, env: dict[str, str], timeout: float = 180) -> No
 
 
 def _gone(pid: int) -> bool:
-    """True once the process group has exited. Reaps our own child, which would otherwise linger as a zombie."""
+    """True once no process of the group is left. Reaps the leader first when it is our own child,
+    since an unreaped (zombie) leader would keep the group visible forever."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        pass  # started by another process (e.g. `make up`): nothing to reap
+        pass  # started by another process (e.g. `make up`): its parent or init reaps it
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:
         return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return False
 
 
 def stop(component: Component, env: dict[str, str]) -> None:
