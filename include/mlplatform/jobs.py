@@ -35,12 +35,10 @@ def _interval(ds: str) -> tuple[datetime, datetime]:
 
 def quarantine(dataset: str, ds: str, reason: dict, batch=None) -> str:
     """Keep a rejected batch and why, so nothing is lost; it never becomes a visible partition."""
-    from mlplatform.lake import frame_to_parquet
-
     qdir = f"{QUARANTINE_AREA}/{dataset}/{ds}"
-    if batch is not None:
-        lake().write_bytes(f"{qdir}/batch.parquet", frame_to_parquet(batch.astype({c: "string" for c in batch.columns
-                                                                                if batch[c].dtype == object})))
+    if batch is not None:  # text columns as strings, so a batch with mixed types still serialises
+        text = {c: "string" for c in batch.columns if batch[c].dtype == object}
+        lake().write_frame(f"{qdir}/batch.parquet", batch.astype(text))
     lake().write_json(f"{qdir}/reason.json", {**reason, "quarantined_at": datetime.now(timezone.utc).isoformat()})
     return lake().uri(qdir)
 
@@ -88,8 +86,7 @@ def _extract(area: str, model: str, ds: str, table: str, contract: contracts.Con
         "extracted_at": datetime.now(timezone.utc).isoformat(),
         "code_version": registry.code_version(),
     })
-    return {"ds": ds, "uri": lake().uri(lake().partition_dir(area, model, ds)),
-            "rows": part.row_count, "content_hash": part.content_hash, "warnings": report.warnings}
+    return {"ds": ds, "uri": lake().partition_uri(area, model, ds), "rows": part.row_count, "content_hash": part.content_hash, "warnings": report.warnings}
 
 
 def join_as_of(rows, observed, context: Context):
@@ -123,16 +120,14 @@ def _write_reference(cfg: ModelConfig, run_id: str, frame, model) -> str:
     reference = build_features(sample, cfg)
     reference[PREDICTION_COLUMN] = model.predict_proba(reference)[:, 1]
     relpath = f"{REFERENCE_AREA}/{cfg.name}/run={run_id}/reference.parquet"
-    from mlplatform.lake import frame_to_parquet
-
-    lake().write_bytes(relpath, frame_to_parquet(reference.reset_index(drop=True)))
+    lake().write_frame(relpath, reference.reset_index(drop=True))
     return relpath
 
 
 def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = None) -> dict:
     """Train on data known before the cut-off, register a version, and promote it through the gate."""
     from mlplatform.features import build_features
-    from mlplatform.training import assemble_training_set, evaluate, fit, save_training_set, time_split
+    from mlplatform.training import assemble_training_set, fit, save_training_set, score_metrics, time_split
 
     cfg = model_config(model)
     dataset = assemble_training_set(lake(), cfg, cutoff_ds, window_days)
@@ -141,16 +136,17 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
     if len(train_rows) < cfg.training.min_training_rows:
         raise ValueError(f"{model}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
     challenger = fit(train_rows, cfg)
-    metrics = evaluate(challenger, holdout, cfg)
+    holdout_features = build_features(holdout, cfg)
+    challenger_scores = challenger.predict_proba(holdout_features)[:, 1]
+    metrics = score_metrics(holdout[cfg.target.name], challenger_scores, cfg)
 
     mlc = registry.client(settings().mlflow_tracking_uri)
     champion = registry.version_by_alias(mlc, cfg.name, registry.CHAMPION)
-    holdout_features = build_features(holdout, cfg)
     champion_scores = None
     if champion is not None:  # both models are scored on the same holdout, which the challenger never saw
         champion_scores = registry.load_version(cfg.name, champion.version).predict_proba(holdout_features)[:, 1]
     decision = gates.decide_promotion(
-        holdout[cfg.target.name].to_numpy(), challenger.predict_proba(holdout_features)[:, 1], champion_scores,
+        holdout[cfg.target.name].to_numpy(), challenger_scores, champion_scores,
         {col: holdout[col].astype(str).to_numpy() for col in cfg.gate.segments}, cfg.gate,
         prior_rate=float(train_rows[cfg.target.name].mean()))
 
@@ -164,7 +160,8 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
         {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()},
     )
     reference = _write_reference(cfg, run_id, train_rows, challenger)
-    evidence = {"reference_path": reference, "gate_promote": str(decision.promote).lower(),
+    evidence = {"reference_path": reference, "promotion_decision": decision.reason,
+                "gate_promote": str(decision.promote).lower(),
                 "gate_auc_gain": f"{decision.auc_gain:.4f}",
                 "gate_auc_gain_ci95": f"[{decision.ci_low:.4f}, {decision.ci_high:.4f}]",
                 "gate_compared_with": f"v{champion.version}" if champion else "prior-rate baseline"}
@@ -172,7 +169,6 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
         mlc.set_model_version_tag(cfg.name, version, key, value)
     mlc.update_model_version(cfg.name, version, description=f"Gate: {decision.reason}. Evidence: "
                              f"promotion_decision.json in run {run_id}.")
-    mlc.set_model_version_tag(cfg.name, version, "promotion_decision", decision.reason)
     registry.set_alias(mlc, cfg.name, registry.CHALLENGER, version)
     if decision.promote:
         registry.set_alias(mlc, cfg.name, registry.CHAMPION, version)
@@ -216,7 +212,7 @@ def score(model: str, ds: str) -> dict | None:
     })
     _publish_predictions(cfg, ds, out)
     return {"ds": ds, "rows": committed.row_count, "model_version": str(champion.version),
-            "uri": lake().uri(lake().partition_dir(PREDICTIONS_AREA, cfg.name, ds))}
+            "uri": lake().partition_uri(PREDICTIONS_AREA, cfg.name, ds)}
 
 
 def _publish_predictions(cfg: ModelConfig, ds: str, out) -> None:
@@ -234,10 +230,6 @@ def _publish_predictions(cfg: ModelConfig, ds: str, out) -> None:
 # -- monitoring ----------------------------------------------------------------------------------
 def monitor(model: str, ds: str) -> dict:
     """Drift and data-quality report for the day's predictions against the champion's reference."""
-    import io
-
-    import pandas as pd
-
     from mlplatform.monitoring import drift_report
 
     cfg = model_config(model)
@@ -247,7 +239,7 @@ def monitor(model: str, ds: str) -> dict:
     current = lake().read_partition(part)
     mlc = registry.client(settings().mlflow_tracking_uri)
     scored_by = mlc.get_model_version(cfg.name, part.manifest["model_version"])
-    reference = pd.read_parquet(io.BytesIO(lake().read_bytes(scored_by.tags["reference_path"])))
+    reference = lake().read_frame(scored_by.tags["reference_path"])
 
     result = drift_report(reference, current, cfg)
     decision = gates.decide_drift(result.drift_share, cfg.thresholds.drift_share)

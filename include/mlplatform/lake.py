@@ -71,6 +71,9 @@ class Lake:
     def partition_dir(self, area: str, name: str, ds: str) -> str:
         return f"{area}/{name}/ds={ds}"
 
+    def partition_uri(self, area: str, name: str, ds: str) -> str:
+        return self.uri(self.partition_dir(area, name, ds))
+
     # -- atomic primitives -------------------------------------------------
     def write_bytes(self, relpath: str, data: bytes) -> None:
         """Write to a temporary name, then move into place, so readers never see a torn file."""
@@ -97,6 +100,14 @@ class Lake:
 
     def read_json(self, relpath: str):
         return json.loads(self.read_bytes(relpath))
+
+    def write_frame(self, relpath: str, frame: "pd.DataFrame") -> None:
+        self.write_bytes(relpath, frame_to_parquet(frame))
+
+    def read_frame(self, relpath: str) -> "pd.DataFrame":
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.read_bytes(relpath)))
 
     # -- partitions ----------------------------------------------------------
     def commit_partition(self, area: str, name: str, ds: str, frame: "pd.DataFrame", manifest: dict) -> Partition:

@@ -27,7 +27,7 @@ def backward(model: str, ds: str, key: str | None = None) -> dict:
     part = lake().partition(PREDICTIONS_AREA, model, ds)
     if part is None:
         raise LookupError(f"no committed predictions for {model} on {ds}")
-    chain: dict = {"predictions": {"ds": ds, "uri": lake().uri(lake().partition_dir(PREDICTIONS_AREA, model, ds)),
+    chain: dict = {"predictions": {"ds": ds, "uri": lake().partition_uri(PREDICTIONS_AREA, model, ds),
                                    "rows": part.row_count, "content_hash": part.content_hash}}
     if key is not None:
         rows = lake().read_partition(part)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from mlplatform.config import REPO_ROOT, ModelConfig
@@ -18,6 +19,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)

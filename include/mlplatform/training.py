@@ -146,10 +146,13 @@ def fit(train: "pd.DataFrame", cfg: ModelConfig, params: dict | None = None):
 
 
 def evaluate(model, frame: "pd.DataFrame", cfg: ModelConfig) -> dict[str, float]:
+    return score_metrics(frame[cfg.target.name], model.predict_proba(build_features(frame, cfg))[:, 1], cfg)
+
+
+def score_metrics(target, p, cfg: ModelConfig) -> dict[str, float]:
     from sklearn.metrics import brier_score_loss, log_loss, precision_score, recall_score, roc_auc_score
 
-    y = frame[cfg.target.name].astype(int)
-    p = model.predict_proba(build_features(frame, cfg))[:, 1]
+    y = target.astype(int)
     flagged = (p >= cfg.thresholds.decision_threshold).astype(int)
     return {
         "roc_auc": float(roc_auc_score(y, p)),
@@ -158,5 +161,5 @@ def evaluate(model, frame: "pd.DataFrame", cfg: ModelConfig) -> dict[str, float]
         "precision": float(precision_score(y, flagged, zero_division=0)),
         "recall": float(recall_score(y, flagged, zero_division=0)),
         "positive_rate": float(y.mean()),
-        "rows": float(len(frame)),
+        "rows": float(len(y)),
     }

@@ -41,10 +41,6 @@ def _emulator_hook_class():
             params = super()._get_conn_params()
             extra = self.get_connection(self.get_conn_id()).extra_dejson
             params["protocol"] = extra["protocol"]
-            # The emulator does not retry and answers at once; fail fast instead of backing off.
-            params["session_parameters"] = {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False} | (
-                params.get("session_parameters") or {}
-            )
             return params
 
     return EmulatorSnowflakeHook

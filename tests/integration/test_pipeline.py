@@ -4,7 +4,7 @@ train once, then ingest -> score -> monitor for a few days, then a forced drift 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -67,7 +67,8 @@ def test_partitions_match_the_warehouse(pipeline, warehouse):
         part = lake().partition("datasets", MODEL, ds)
         assert part.row_count == warehouse_count(warehouse, ds) > 500
         assert part.manifest["source"]["query_id"]
-        assert part.manifest["source"]["params"] == {"start": f"{ds} 00:00:00", "end": part.manifest["source"]["params"]["end"]}
+        next_day = (datetime.fromisoformat(ds) + timedelta(days=1)).strftime("%Y-%m-%d")
+        assert part.manifest["source"]["params"] == {"start": f"{ds} 00:00:00", "end": f"{next_day} 00:00:00"}
 
 
 def test_a_registered_version_is_champion(pipeline, local_servers):

@@ -1,3 +1,5 @@
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,10 +42,10 @@ def test_second_model_file_yields_second_set_of_dags(tmp_path):
     raw["name"] = "flight_delay_jfk"
     (tmp_path / "flight_delay_jfk.yaml").write_text(yaml.safe_dump(raw))
     probe = (f"from airflow.dag_processing.dagbag import DagBag; b = DagBag({str(REPO / 'dags')!r}); "
-             "assert not b.import_errors, b.import_errors; print('IDS', sorted(b.dag_ids))")
-    env = {**__import__("os").environ, "MLOPS_MODELS_DIR": str(tmp_path)}
+             "assert not b.import_errors, b.import_errors; import json; print('IDS', json.dumps(sorted(b.dag_ids)))")
+    env = {**os.environ, "MLOPS_MODELS_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
-    ids = eval(next(line for line in out.splitlines() if line.startswith("IDS"))[4:])
+    ids = json.loads(next(line for line in out.splitlines() if line.startswith("IDS"))[4:])
     assert len(ids) == 8
     assert {"flight_delay_jfk__ingest", "flight_delay_jfk__train", "flight_delay_jfk__score",
             "flight_delay_jfk__monitor"} <= set(ids)

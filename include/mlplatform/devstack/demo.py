@@ -14,11 +14,11 @@ import json
 import os
 import time
 from collections import Counter
-from datetime import date, timedelta
 from pathlib import Path
 
 from mlplatform.config import model_configs, settings
 from mlplatform.devstack.airflow_api import AirflowApi
+from mlplatform.training import shift
 
 
 def _window() -> tuple[str, str, str]:
@@ -28,16 +28,12 @@ def _window() -> tuple[str, str, str]:
     return history, replay_start, replay_end
 
 
-def _day_before(ds: str) -> str:
-    return (date.fromisoformat(ds) - timedelta(days=1)).isoformat()
-
-
 def run(api: AirflowApi, model: str) -> None:
     history, replay_start, replay_end = _window()
     dags = [f"{model}__{stage}" for stage in ("ingest", "score", "monitor", "train")]
     api.wait_for_dags(dags)
-    print(f"[demo] {model}: backfilling ingest {history} .. {_day_before(replay_start)}", flush=True)
-    api.backfill(f"{model}__ingest", history, _day_before(replay_start))
+    print(f"[demo] {model}: backfilling ingest {history} .. {shift(replay_start, -1)}", flush=True)
+    api.backfill(f"{model}__ingest", history, shift(replay_start, -1))
     api.wait_until_idle(dags)
     print(f"[demo] {model}: training the first champion with cut-off {replay_start}", flush=True)
     api.trigger(f"{model}__train", f"initial__{replay_start}", None, {"cutoff_ds": replay_start, "reason": "initial"})

@@ -53,7 +53,9 @@ def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[s
     warehouse_conn = {
         "conn_type": "snowflake", "login": "local", "password": "local", "schema": "RAW",
         "extra": {"account": "fakesnow", "database": "FLIGHTS", "host": "127.0.0.1",
-                  "port": ports["warehouse"], "protocol": "http"},
+                  "port": ports["warehouse"], "protocol": "http",
+                  # the emulator has no telemetry endpoint; the stock hook passes session_parameters through
+                  "session_parameters": {"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False}},
     }
     defaults = {
         "MLOPS_DATA_DIR": str(data_dir),
