@@ -2,9 +2,12 @@
 ### Monitor
 
 Runs when new predictions land. For each new day it writes an Evidently data-drift and
-data-quality report (HTML plus metrics as JSON) under `reports/<model>/ds=<day>/`, then
-branches: when the share of drifted columns reaches the model's threshold it sends a Slack
-alert and requests retraining (the `<model>.retrain_request` Asset); otherwise it ends.
+data-quality report (HTML plus metrics as JSON) under `reports/<model>/ds=<day>/`, then applies
+the model's debounced drift policy (`drift_policy` in the model YAML) and branches three ways:
+- `request_retrain`: Slack alert, and a `<model>.retrain_request` Asset event that triggers training
+  with reason `drift` or `performance`;
+- `alert_only`: drift seen but not confirmed (or in cooldown): Slack alert, no retraining;
+- `nothing_to_do`.
 """
 
 from __future__ import annotations
@@ -32,25 +35,35 @@ def build(cfg: ModelConfig):
 
         @task.branch
         def decide(outcomes: list[dict]) -> str:
-            return "request_retrain" if any(o["retrain"] for o in outcomes) else "no_drift"
+            actions = {o["action"] for o in outcomes}
+            return "request_retrain" if "retrain" in actions else "alert_only" if "alert" in actions else "nothing_to_do"
 
         @task(outlets=[retrain_request_asset(cfg.name)])
         def request_retrain(outcomes: list[dict], *, outlet_events) -> str:
             from mlplatform import jobs
 
-            drifted = [o for o in outcomes if o["retrain"]]
-            for outcome in drifted:
-                jobs.alert_drift(cfg.name, outcome)
-            cutoff = max(o["ds"] for o in drifted)
-            outlet_events[retrain_request_asset(cfg.name)].extra = {"cutoff_ds": cutoff, "reason": "drift"}
-            return cutoff
+            for outcome in outcomes:
+                if outcome["action"] != "none":
+                    jobs.alert_monitoring(cfg.name, outcome)
+            newest = max((o for o in outcomes if o["action"] == "retrain"), key=lambda o: o["ds"])
+            outlet_events[retrain_request_asset(cfg.name)].extra = {"cutoff_ds": newest["ds"],
+                                                                   "reason": newest["reason"]}
+            return newest["ds"]
 
         @task
-        def no_drift() -> None:
-            """Nothing crossed the threshold: the run ends here."""
+        def alert_only(outcomes: list[dict]) -> None:
+            from mlplatform import jobs
+
+            for outcome in outcomes:
+                if outcome["action"] == "alert":
+                    jobs.alert_monitoring(cfg.name, outcome)
+
+        @task
+        def nothing_to_do() -> None:
+            """No policy trigger: the run ends here."""
 
         outcomes = drift_reports()
-        decide(outcomes) >> [request_retrain(outcomes), no_drift()]
+        decide(outcomes) >> [request_retrain(outcomes), alert_only(outcomes), nothing_to_do()]
 
     return monitor()
 

@@ -2,11 +2,16 @@
 ### Train
 
 Builds an as-of training set from the lake (feature partitions before the cut-off, labels that
-were available before it), trains, logs to MLflow, registers a version with the `challenger`
-alias and moves `champion` to it when it beats the current champion on the same holdout.
+were available before it), searches hyper-parameters across model families with time-series
+cross-validation (one MLflow child run per candidate under the training run), registers the best
+as `challenger`, and judges it against `champion` on the same most recent holdout.
+The `promote` task then moves `champion` through the promotion log's compare-and-set, in the
+one-slot `model_promotion` pool, or posts the rejection.
 
-Runs on a retrain request from the monitor, or by hand from the trigger form: set `cutoff_ds`
-(the as-of date) and optionally `window_days`.
+Runs on a retrain request from the monitor, or by hand from the trigger form:
+- `cutoff_ds`: the as-of date (default: the run's logical date);
+- `window_days`, `search_budget`: training window and number of search candidates;
+- `force_promote`: promote even if the gate refuses; recorded in the log as a manual promotion.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from mlplatform.config import ModelConfig, model_configs
-from mlplatform.orchestration import TAGS, default_args, logical_ds, retrain_request_asset
+from mlplatform.config import PROMOTION_POOL, ModelConfig, model_configs
+from mlplatform.orchestration import TAGS, actor, default_args, logical_ds, retrain_request_asset
 
 
 def _request() -> tuple[str, str]:
@@ -38,20 +43,35 @@ def build(cfg: ModelConfig):
          catchup=False, max_active_runs=1, default_args=default_args(), tags=[*TAGS, cfg.name, "train"],
          doc_md=__doc__,
          params={
-             "cutoff_ds": Param(None, type=["null", "string"], description="Training cut-off day (YYYY-MM-DD)"),
-             "reason": Param("manual", type="string", enum=["manual", "schedule", "drift", "initial"]),
-             "window_days": Param(cfg.training.window_days, type="integer", minimum=7),
+             "cutoff_ds": Param(None, type=["null", "string"], format="date",
+                                description="Training cut-off day (YYYY-MM-DD); default: the logical date"),
+             "reason": Param("manual", type="string", enum=["manual", "schedule", "drift", "performance", "initial"]),
+             "window_days": Param(cfg.training.window_days, type="integer", minimum=7,
+                                  description="Days of feature partitions before the cut-off to train on"),
+             "search_budget": Param(cfg.training.search.budget, type="integer", minimum=0, maximum=100,
+                                    description="Hyper-parameter candidates to try (0: configured defaults only)"),
+             "force_promote": Param(False, type="boolean",
+                                    description="Promote even if the gate refuses (recorded as a manual promotion)"),
          })
     def train():
         @task
-        def train_and_gate() -> dict:
+        def train_challenger() -> dict:
             from mlplatform import jobs
 
             cutoff, reason = _request()
-            window = get_current_context()["params"].get("window_days")
-            return jobs.train(cfg.name, cutoff, reason, window_days=window)
+            params = get_current_context()["params"]
+            return jobs.train_challenger(cfg.name, cutoff, reason, window_days=params.get("window_days"),
+                                         search_budget=params.get("search_budget"), logical_date=logical_ds())
 
-        train_and_gate()
+        # Retries would repeat a compare-and-set that already failed for a reason: a stale decision.
+        @task(pool=PROMOTION_POOL, retries=0)
+        def promote(outcome: dict) -> dict:
+            from mlplatform import jobs
+
+            force = bool(get_current_context()["params"].get("force_promote"))
+            return jobs.promote(cfg.name, outcome, force=force, actor=actor())
+
+        promote(train_challenger())
 
     return train()
 

@@ -20,6 +20,8 @@ os.environ.update({
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION_DIR}/airflow/airflow.db",
     "AIRFLOW_CONN_SLACK_ALERTS": '{"conn_type": "slackwebhook"}',
 })
+# Tests run beside other processes on 2 cores: one OpenMP thread avoids spinning at barriers (see stack_env).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 for _leaky in ("MLOPS_MODELS_DIR", "MLFLOW_TRACKING_URI", "AIRFLOW_CONN_WAREHOUSE"):
     os.environ.pop(_leaky, None)
 (_SESSION_DIR / "airflow").mkdir(parents=True, exist_ok=True)

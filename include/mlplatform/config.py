@@ -16,7 +16,14 @@ from pathlib import Path
 import yaml
 
 from mlplatform.contracts import Contract
+from mlplatform.drift_policy import DriftPolicy
 from mlplatform.gates import GatePolicy
+
+# One-slot Airflow pool: promotions and rollbacks of every model run one at a time (created at setup).
+PROMOTION_POOL = "model_promotion"
+
+# Model families the training module can build (see mlplatform.training.FAMILIES).
+MODEL_FAMILIES = ("hist_gradient_boosting", "logistic_regression")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
@@ -117,16 +124,27 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Hyper-parameter search: ``budget`` candidates drawn across ``families`` (name -> parameter grid),
+    each scored by expanding-window time-series cross-validation with ``cv_folds`` folds."""
+    budget: int = 6
+    cv_folds: int = 3
+    seed: int = 0
+    families: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Training:
     window_days: int
     holdout_days: int
     min_training_rows: int
+    family: str = "hist_gradient_boosting"  # used with ``params`` when the search budget is 0
     params: dict = field(default_factory=dict)
+    search: Search = field(default_factory=Search)
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    drift_share: float
     decision_threshold: float
     reference_rows: int
 
@@ -150,6 +168,7 @@ class ModelConfig:
     training: Training
     thresholds: Thresholds
     gate: GatePolicy
+    drift_policy: DriftPolicy
     schedule: Schedule
     entity_columns: tuple[str, ...] = ()
     context: Context | None = None
@@ -207,9 +226,10 @@ def _parse_model(raw: dict) -> ModelConfig:
         ),
         target=Target(**raw["target"]),
         features=features,
-        training=Training(**raw["training"]),
+        training=_parse_training(raw["training"]),
         thresholds=Thresholds(**raw["thresholds"]),
         gate=GatePolicy(**{**raw.get("gate", {}), "segments": tuple(raw.get("gate", {}).get("segments", ()))}),
+        drift_policy=DriftPolicy(**raw.get("drift_policy", {})),
         schedule=Schedule(
             ingest=schedule["ingest"],
             start_date=schedule["start_date"],
@@ -218,6 +238,14 @@ def _parse_model(raw: dict) -> ModelConfig:
         entity_columns=tuple(raw.get("entity_columns", ())),
         context=_parse_context(raw["name"], raw["context"]) if raw.get("context") else None,
     )
+
+
+def _parse_training(raw: dict) -> Training:
+    search = Search(**raw.get("search", {}))
+    for family in [raw.get("family", Training.family), *search.families]:
+        if family not in MODEL_FAMILIES:
+            raise ValueError(f"unknown model family {family!r}; known: {MODEL_FAMILIES}")
+    return Training(**{**raw, "search": search})
 
 
 def _parse_context(model: str, ctx: dict) -> Context:

@@ -1,4 +1,4 @@
-"""Pure decision functions: promote a challenger? retrain on drift?
+"""The promotion gate: a pure function deciding whether a challenger replaces the champion.
 
 The promotion gate compares challenger and champion on the same holdout rows. It promotes only if
 - the holdout is large enough;
@@ -125,20 +125,3 @@ def decide_promotion(y, p_challenger, p_champion, segments: dict[str, "np.ndarra
     reason = failed[0] if failed else f"{gain}; Brier {brier_new - brier_old:+.4f}; no large segment regressed"
     return PromotionDecision(promote, reason, auc_new, auc_old if has_champion else None, auc_new - auc_old,
                              low, high, brier_new, brier_old, int(len(y)), table, asdict(policy))
-
-
-@dataclass(frozen=True)
-class DriftDecision:
-    retrain: bool
-    drift_share: float
-    threshold: float
-    reason: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def decide_drift(drift_share: float, threshold: float) -> DriftDecision:
-    retrain = drift_share >= threshold
-    verb = "reaches" if retrain else "is below"
-    return DriftDecision(retrain, drift_share, threshold, f"drifted share {drift_share:.2f} {verb} threshold {threshold:.2f}")

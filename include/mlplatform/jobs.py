@@ -8,17 +8,18 @@ what existed before it.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 
-from mlplatform import alerts, contracts, gates, registry
+from mlplatform import alerts, contracts, drift_policy, gates, promotion, registry
 from mlplatform.config import Context, ModelConfig, model_config, settings
 from mlplatform.lake import Lake
+from mlplatform.scoring import PREDICTIONS_AREA
 from mlplatform.training import FEATURES_AREA, LABELS_AREA, day, shift
 from mlplatform.warehouse import (PREDICTIONS_COLUMNS, PREDICTIONS_TABLE, Warehouse, WarehouseTableMissing,
                                   ensure_predictions_table, select_between)
 
 log = logging.getLogger(__name__)
-PREDICTIONS_AREA = "predictions"
 REPORTS_AREA = "reports"
 REFERENCE_AREA = "reference"
 QUARANTINE_AREA = "quarantine"
@@ -113,6 +114,7 @@ def ingest_labels(model: str, ds: str) -> dict:
 
 # -- training ------------------------------------------------------------------------------------
 def _write_reference(cfg: ModelConfig, run_id: str, frame, model) -> str:
+    """Drift reference: the most recent training rows, with the model's scores."""
     from mlplatform.features import build_features
     from mlplatform.monitoring import PREDICTION_COLUMN
 
@@ -124,9 +126,23 @@ def _write_reference(cfg: ModelConfig, run_id: str, frame, model) -> str:
     return relpath
 
 
-def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = None) -> dict:
-    """Train on data known before the cut-off, register a version, and promote it through the gate."""
+def _write_validation(cfg: ModelConfig, run_id: str, holdout, scores) -> str:
+    """Performance reference: the holdout's outcomes and the model's scores on it."""
+    from mlplatform.monitoring import PREDICTION_COLUMN
+
+    validation = holdout[[cfg.source.key, cfg.target.name]].reset_index(drop=True)
+    validation[PREDICTION_COLUMN] = scores
+    relpath = f"{REFERENCE_AREA}/{cfg.name}/run={run_id}/validation.parquet"
+    lake().write_frame(relpath, validation)
+    return relpath
+
+
+def train_challenger(model: str, cutoff_ds: str, reason: str, window_days: int | None = None,
+                     search_budget: int | None = None, logical_date: str | None = None) -> dict:
+    """Search and train on data known before the cut-off, register the best as ``challenger``, and
+    judge it against the champion on the same most recent holdout. Promotion is a separate step."""
     from mlplatform.features import build_features
+    from mlplatform.search import run_search
     from mlplatform.training import assemble_training_set, fit, save_training_set, score_metrics, time_split
 
     cfg = model_config(model)
@@ -135,56 +151,96 @@ def train(model: str, cutoff_ds: str, reason: str, window_days: int | None = Non
     train_rows, holdout = time_split(dataset.frame, cfg.source.event_time, cfg.training.holdout_days)
     if len(train_rows) < cfg.training.min_training_rows:
         raise ValueError(f"{model}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
-    challenger = fit(train_rows, cfg)
+    budget = cfg.training.search.budget if search_budget is None else search_budget
+    candidates = run_search(train_rows, cfg, budget)
+    best = candidates[0]
+    challenger = fit(train_rows, cfg, best.family, best.params)
     holdout_features = build_features(holdout, cfg)
     challenger_scores = challenger.predict_proba(holdout_features)[:, 1]
     metrics = score_metrics(holdout[cfg.target.name], challenger_scores, cfg)
 
     mlc = registry.client(settings().mlflow_tracking_uri)
-    champion = registry.version_by_alias(mlc, cfg.name, registry.CHAMPION)
+    seen = promotion.snapshot(lake(), mlc, cfg.name)
     champion_scores = None
-    if champion is not None:  # both models are scored on the same holdout, which the challenger never saw
-        champion_scores = registry.load_version(cfg.name, champion.version).predict_proba(holdout_features)[:, 1]
+    if seen.champion is not None:  # both models are scored on the same holdout, which the challenger never saw
+        champion_scores = registry.load_version(cfg.name, seen.champion).predict_proba(holdout_features)[:, 1]
     decision = gates.decide_promotion(
         holdout[cfg.target.name].to_numpy(), challenger_scores, champion_scores,
         {col: holdout[col].astype(str).to_numpy() for col in cfg.gate.segments}, cfg.gate,
         prior_rate=float(train_rows[cfg.target.name].mean()))
 
-    tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version}
+    tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version,
+            "logical_date": logical_date or cutoff_ds}
     dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds, "manifest": lake().uri(dataset_manifest),
                     "feature_partitions": dataset.feature_partitions, "label_partitions": dataset.label_partitions}
-    params = {**cfg.training.params, "train_rows": len(train_rows), "holdout_rows": len(holdout),
-              "holdout_start": str(holdout[cfg.source.event_time].min())}
+    params = {"family": best.family, **best.params, "search_budget": budget, "candidates": len(candidates),
+              "train_rows": len(train_rows), "holdout_rows": len(holdout),
+              "holdout_start": str(holdout[cfg.source.event_time].min()),
+              "decision_threshold": cfg.thresholds.decision_threshold}
     run_id, version = registry.log_training_run(
         cfg, challenger, train_rows, build_features(train_rows.head(50), cfg), metrics, params, tags, dataset_info,
-        {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()},
-    )
+        {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()}, candidates)
     reference = _write_reference(cfg, run_id, train_rows, challenger)
-    evidence = {"reference_path": reference, "promotion_decision": decision.reason,
-                "gate_promote": str(decision.promote).lower(),
+    validation = _write_validation(cfg, run_id, holdout, challenger_scores)
+    evidence = {"reference_path": reference, "validation_path": validation, "holdout_auc": f"{metrics['roc_auc']:.6f}",
+                "promotion_decision": decision.reason, "gate_promote": str(decision.promote).lower(),
                 "gate_auc_gain": f"{decision.auc_gain:.4f}",
                 "gate_auc_gain_ci95": f"[{decision.ci_low:.4f}, {decision.ci_high:.4f}]",
-                "gate_compared_with": f"v{champion.version}" if champion else "prior-rate baseline"}
+                "gate_compared_with": f"v{seen.champion}" if seen.champion else "prior-rate baseline"}
     for key, value in {**tags, **evidence}.items():
         mlc.set_model_version_tag(cfg.name, version, key, value)
     mlc.update_model_version(cfg.name, version, description=f"Gate: {decision.reason}. Evidence: "
                              f"promotion_decision.json in run {run_id}.")
     registry.set_alias(mlc, cfg.name, registry.CHALLENGER, version)
-    if decision.promote:
-        registry.set_alias(mlc, cfg.name, registry.CHAMPION, version)
-    alerts.send("promotion" if decision.promote else "rejection",
-                f"{':trophy: Promoted' if decision.promote else ':no_entry: Rejected'} {cfg.name} v{version} "
-                f"(trained to {cutoff_ds}, reason {reason}): {decision.reason}. Holdout AUC "
-                f"{decision.challenger_auc:.4f} vs {decision.champion_auc if decision.champion_auc is not None else 0.5:.4f}.")
-    return {"run_id": run_id, "version": version, "promoted": decision.promote,
-            "holdout_auc": metrics["roc_auc"], "dataset_version": dataset.version}
+    return {"run_id": run_id, "version": version, "cutoff_ds": cutoff_ds, "reason": reason,
+            "gate": {"promote": decision.promote, "reason": decision.reason, "auc_gain": decision.auc_gain,
+                     "ci95": [decision.ci_low, decision.ci_high], "challenger_auc": decision.challenger_auc,
+                     "champion_auc": decision.champion_auc, "holdout_rows": decision.holdout_rows},
+            "seen": asdict(seen), "holdout_auc": metrics["roc_auc"], "dataset_version": dataset.version,
+            "family": best.family}
+
+
+def promote(model: str, outcome: dict, force: bool, actor: str) -> dict:
+    """Move ``champion`` to the challenger if the gate passed (or a person forced it), through the
+    promotion log's compare-and-set. A refused or stale challenger leaves the champion untouched."""
+    cfg = model_config(model)
+    gate, version = outcome["gate"], outcome["version"]
+    if not (gate["promote"] or force):
+        alerts.gate_alert(cfg.name, version, outcome, promoted=False, action="reject", actor=actor,
+                          from_version=outcome["seen"]["champion"])
+        return {"promoted": False, "version": version, "reason": gate["reason"]}
+    action = "promote" if gate["promote"] else "manual_promote"
+    why = gate["reason"] if gate["promote"] else f"forced by {actor} although the gate refused: {gate['reason']}"
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    seen = promotion.Snapshot(**outcome["seen"])
+    entry = promotion.move_champion(lake(), mlc, cfg.name, version, seen, action, actor, why,
+                                    evidence={**gate, "run_id": outcome["run_id"], "cutoff_ds": outcome["cutoff_ds"],
+                                              "trigger_reason": outcome["reason"]})
+    mlc.set_model_version_tag(cfg.name, version, "promoted_by", f"{action}:{actor}")
+    alerts.gate_alert(cfg.name, version, outcome, promoted=True, action=action, actor=actor,
+                      from_version=entry.from_version)
+    return {"promoted": True, "version": version, "from_version": entry.from_version, "seq": entry.seq,
+            "action": action}
+
+
+def rollback(model: str, target: str, actor: str, reason: str) -> dict:
+    """Point ``champion`` back at ``target`` (a version number, or "previous" per the promotion log)."""
+    cfg = model_config(model)
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    seen = promotion.snapshot(lake(), mlc, cfg.name)
+    version = promotion.previous_champion(lake(), cfg.name, seen.champion) if target == "previous" else str(target)
+    mlc.get_model_version(cfg.name, version)  # fails loudly on a version that does not exist
+    if version == seen.champion:
+        raise ValueError(f"{model}: v{version} is already the champion")
+    entry = promotion.move_champion(lake(), mlc, cfg.name, version, seen, "rollback", actor, reason)
+    alerts.rollback_alert(cfg.name, entry.from_version, version, actor, reason)
+    return asdict(entry)
 
 
 # -- scoring -------------------------------------------------------------------------------------
 def score(model: str, ds: str) -> dict | None:
-    """Score the day's partition with the version the champion alias points at right now."""
-    from mlplatform.features import build_features
-    from mlplatform.monitoring import PREDICTION_COLUMN
+    """Score the day's partition, chunk by chunk, with the version the champion alias points at now."""
+    from mlplatform.scoring import score_partition
 
     cfg = model_config(model)
     mlc = registry.client(settings().mlflow_tracking_uri)
@@ -195,69 +251,166 @@ def score(model: str, ds: str) -> dict | None:
     part = lake().partition(FEATURES_AREA, cfg.name, ds)
     if part is None:
         raise FileNotFoundError(f"{model}: no committed feature partition for {ds}")
-    raw = lake().read_partition(part)
-    features = build_features(raw, cfg)
-    scores = registry.load_version(cfg.name, champion.version).predict_proba(features)[:, 1]
-
-    out = raw[list(cfg.entity_columns)].copy()
-    out[features.columns] = features
-    out[PREDICTION_COLUMN] = scores
-    out["predicted_label"] = (scores >= cfg.thresholds.decision_threshold).astype("int64")
-    out["model_name"], out["model_version"] = cfg.name, str(champion.version)
-    out["mlflow_run_id"], out["input_partition_hash"] = champion.run_id, part.content_hash
-    committed = lake().commit_partition(PREDICTIONS_AREA, cfg.name, ds, out, {
-        "model_version": str(champion.version), "mlflow_run_id": champion.run_id,
-        "input_partition": {"ds": ds, "content_hash": part.content_hash},
-        "code_version": registry.code_version(),
-    })
-    _publish_predictions(cfg, ds, out)
+    loaded = registry.load_version(cfg.name, champion.version)
+    committed = score_partition(lake(), cfg, part, loaded, str(champion.version), champion.run_id)
+    _publish_predictions(cfg, committed)
+    log.info("%s %s scored by champion v%s (run %s)", model, ds, champion.version, champion.run_id)
     return {"ds": ds, "rows": committed.row_count, "model_version": str(champion.version),
             "uri": lake().partition_uri(PREDICTIONS_AREA, cfg.name, ds)}
 
 
-def _publish_predictions(cfg: ModelConfig, ds: str, out) -> None:
-    rows = list(zip(out["model_name"], out["model_version"], out["mlflow_run_id"], [ds] * len(out),
-                    out[cfg.source.key].astype(str), out["score"].astype(float), out["predicted_label"].astype(int),
-                    out["input_partition_hash"]))
+def _publish_predictions(cfg: ModelConfig, predictions) -> int:
+    """Copy a committed predictions partition to the warehouse table, chunk by chunk."""
+    def row_batches():
+        for out in lake().iter_partition_batches(predictions):
+            yield list(zip(out["model_name"], out["model_version"], out["mlflow_run_id"], [predictions.ds] * len(out),
+                           out[cfg.source.key].astype(str), out["score"].astype(float),
+                           out["predicted_label"].astype(int), out["input_partition_hash"]))
+
     wh = Warehouse(settings().warehouse_conn_id)
     try:
         ensure_predictions_table(wh)
-        wh.replace_rows(PREDICTIONS_TABLE, {"MODEL_NAME": cfg.name, "DS": ds}, PREDICTIONS_COLUMNS, rows)
+        return wh.replace_rows(PREDICTIONS_TABLE, {"MODEL_NAME": cfg.name, "DS": predictions.ds},
+                               PREDICTIONS_COLUMNS, row_batches())
     finally:
         wh.close()
 
 
-# -- monitoring ----------------------------------------------------------------------------------
+# -- monitoring ---------------------------------------------------------------------------------
 def monitor(model: str, ds: str) -> dict:
-    """Drift and data-quality report for the day's predictions against the champion's reference."""
+    """The day's drift and data-quality report against the champion's reference; the realized
+    performance of the most recent fully labelled day; then the retraining policy's decision."""
     from mlplatform.monitoring import drift_report
 
     cfg = model_config(model)
-    part = lake().partition(PREDICTIONS_AREA, cfg.name, ds)
-    if part is None:
+    current, scored_by = _scored_day(cfg, ds)
+    if current is None:
         raise FileNotFoundError(f"{model}: no committed predictions for {ds}")
-    current = lake().read_partition(part)
-    mlc = registry.client(settings().mlflow_tracking_uri)
-    scored_by = mlc.get_model_version(cfg.name, part.manifest["model_version"])
     reference = lake().read_frame(scored_by.tags["reference_path"])
-
     result = drift_report(reference, current, cfg)
-    decision = gates.decide_drift(result.drift_share, cfg.thresholds.drift_share)
+    labelled_day = evaluate_labelled_day(cfg, ds)
+    today = drift_policy.DayObservation(ds=ds, rows=len(current), columns=result.verdicts())
+    history = _recent_observations(cfg, ds) + [today]
+    validation_auc = scored_by.tags.get("holdout_auc")
+    decision = drift_policy.decide(history, cfg.drift_policy, scored_by.tags.get("cutoff_ds"),
+                                   float(validation_auc) if validation_auc else None)
     report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={ds}"
     summary = {
         "model": cfg.name, "ds": ds, "model_version": scored_by.version, "rows": len(current),
-        "drift_share": result.drift_share, "decision": decision.as_dict(),
-        "columns": [c.__dict__ for c in result.columns],
+        "drift_share": result.drift_share, "observation": asdict(today), "decision": decision.as_dict(),
+        "columns": [asdict(c) for c in result.columns], "labelled_day": labelled_day,
     }
+    previous = _read_summary(cfg, ds) or {}
+    if "performance" in previous:  # written when this day's labels arrived; a re-run keeps it
+        summary["performance"] = previous["performance"]
+        summary["observation"] = {**summary["observation"], **_realized(previous["performance"])}
     lake().write_bytes(f"{report_dir}/drift_report.html", result.html.encode())
     lake().write_json(f"{report_dir}/evidently.json", result.metrics)
     lake().write_json(f"{report_dir}/summary.json", summary)
-    return {"ds": ds, "retrain": decision.retrain, "drift_share": result.drift_share,
-            "reason": decision.reason, "report_uri": lake().uri(f"{report_dir}/drift_report.html"),
-            "top_drifted": [(c.column, round(c.score, 4)) for c in result.top_drifted()]}
+    registry.log_monitoring_run(cfg.name, ds, scored_by, _monitoring_metrics(summary),
+                                {"drift_report.html": result.html, "summary.json": summary})
+    _to_evidently_workspace(cfg.name, ds, result.snapshot, "drift")
+    return {"ds": ds, "action": decision.action, "reason": decision.reason, "message": decision.message,
+            "drift_share": result.drift_share, "effective_share": decision.effective_share,
+            "report_uri": lake().uri(f"{report_dir}/drift_report.html"), "labelled_day": labelled_day,
+            "top_drifted": [(c.column, round(c.effect_size, 4)) for c in result.top_drifted()]}
 
 
-def alert_drift(model: str, outcome: dict) -> str:
-    top = ", ".join(f"{col} ({score})" for col, score in outcome["top_drifted"]) or "none"
-    return alerts.send("drift", f":warning: Drift on {model} for {outcome['ds']}: {outcome['reason']}. "
-                                f"Top drifted: {top}. Retraining requested. Report: {outcome['report_uri']}")
+def _scored_day(cfg: ModelConfig, ds: str):
+    """The day's predictions and the model version that made them, or (None, None)."""
+    part = lake().partition(PREDICTIONS_AREA, cfg.name, ds)
+    if part is None:
+        return None, None
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    return lake().read_partition(part), mlc.get_model_version(cfg.name, part.manifest["model_version"])
+
+
+def _read_summary(cfg: ModelConfig, ds: str) -> dict | None:
+    path = f"{REPORTS_AREA}/{cfg.name}/ds={ds}/summary.json"
+    return lake().read_json(path) if lake().exists(path) else None
+
+
+def _realized(performance: dict) -> dict:
+    return {"realized_auc": performance["roc_auc"], "labelled_rows": int(performance["rows"])}
+
+
+def labelled_day_for(cfg: ModelConfig, ds: str) -> str:
+    """The latest day whose flights have all landed by ds's cut-off: a flight of day P lands by the
+    end of P+1 at the latest, and its outcome is ingested delay_days later."""
+    return shift(ds, -2 - cfg.labels.delay_days)
+
+
+def evaluate_labelled_day(cfg: ModelConfig, ds: str) -> str | None:
+    """Once day P's labels have arrived, its realized performance against the champion's validation
+    performance: an Evidently classification report, and ``performance`` in P's summary."""
+    import pandas as pd
+
+    from mlplatform.features import build_target
+    from mlplatform.monitoring import PREDICTION_COLUMN, performance_report
+
+    day_p = labelled_day_for(cfg, ds)
+    predictions, scored_by = _scored_day(cfg, day_p)
+    summary = _read_summary(cfg, day_p)
+    if predictions is None or summary is None:
+        return None
+    label_parts = lake().list_partitions(LABELS_AREA, cfg.name, shift(day_p, 1), shift(ds, 1))
+    if not label_parts:
+        return None
+    outcomes = pd.concat([lake().read_partition(p) for p in label_parts], ignore_index=True)
+    outcomes = outcomes.drop_duplicates(subset=[cfg.labels.key], keep="last")
+    outcomes[cfg.target.name] = build_target(outcomes, cfg)
+    labelled = predictions.merge(outcomes[[cfg.labels.key, cfg.target.name]], left_on=cfg.source.key,
+                                 right_on=cfg.labels.key).dropna(subset=[cfg.target.name])
+    if labelled[cfg.target.name].nunique() < 2:
+        log.warning("%s: %d labelled rows for %s, not both classes: no performance report", cfg.name, len(labelled), day_p)
+        return None
+    validation = lake().read_frame(scored_by.tags["validation_path"])
+    result = performance_report(validation, labelled[[cfg.target.name, PREDICTION_COLUMN]], cfg)
+    report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={day_p}"
+    lake().write_bytes(f"{report_dir}/performance_report.html", result.html.encode())
+    lake().write_json(f"{report_dir}/performance.json", {"metrics": result.metrics, "evidently": result.evidently})
+    summary["performance"] = {**result.metrics, "labels_known_at": ds}
+    summary["observation"] = {**summary["observation"], **_realized(result.metrics)}
+    lake().write_json(f"{report_dir}/summary.json", summary)
+    registry.log_monitoring_run(cfg.name, day_p, scored_by, _monitoring_metrics(summary),
+                                {"performance_report.html": result.html, "summary.json": summary})
+    _to_evidently_workspace(cfg.name, day_p, result.snapshot, "performance")
+    return day_p
+
+
+def _to_evidently_workspace(model: str, ds: str, snapshot, kind: str) -> None:
+    """The day's run in the local Evidently workspace (`make reports-ui`): a second view, so a failure
+    there is logged and never fails the task."""
+    from mlplatform import evidently_workspace
+
+    try:
+        evidently_workspace.add_snapshot(model, ds, snapshot, kind)
+    except Exception:
+        log.exception("%s: could not add the %s run of %s to the Evidently workspace", model, kind, ds)
+
+
+def _monitoring_metrics(summary: dict) -> dict[str, float]:
+    decision = summary["decision"]
+    metrics = {"drift_share": summary["drift_share"], "effective_drift_share": decision["effective_share"],
+               "drifted_days_in_window": decision["drifted_days"], "rows": summary["rows"],
+               "policy_retrain": float(decision["action"] == drift_policy.RETRAIN),
+               "policy_alert": float(decision["action"] == drift_policy.ALERT)}
+    for key in ("roc_auc", "log_loss", "brier", "late_rate", "predicted_late_rate", "validation_auc", "auc_drop"):
+        if key in summary.get("performance", {}):
+            metrics[f"realized_{key}" if not key.startswith(("validation", "auc")) else key] = summary["performance"][key]
+    return metrics
+
+
+def _recent_observations(cfg: ModelConfig, ds: str) -> list:
+    """The policy's memory: observations recorded by the previous days' monitor runs, oldest first."""
+    lookback = cfg.drift_policy.window_days + cfg.drift_policy.cooldown_days + cfg.drift_policy.performance_days
+    observations = []
+    for offset in range(lookback, 0, -1):
+        path = f"{REPORTS_AREA}/{cfg.name}/ds={shift(ds, -offset)}/summary.json"
+        if lake().exists(path):
+            observations.append(drift_policy.observation_from_dict(lake().read_json(path)["observation"]))
+    return observations
+
+
+def alert_monitoring(model: str, outcome: dict) -> str:
+    return alerts.drift_alert(model, outcome)

@@ -60,3 +60,11 @@ def triggered_days(key: str = "days") -> list[str]:
         explicit = context["params"].get("ds") or logical_ds()
         days = {explicit} if explicit else set()
     return sorted(days)
+
+
+def actor() -> str:
+    """Who a run acts for, as recorded in the promotion log: the user who triggered it, else the run."""
+    context = get_current_context()
+    run = context["dag_run"]
+    user = getattr(run, "triggering_user_name", None)
+    return f"airflow-user:{user}" if user else f"airflow:{run.dag_id}/{run.run_id}"

@@ -63,9 +63,25 @@ def _runtime_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "scikit-learn", "skops", "pandas", "numpy")]
 
 
+def _log_candidates(candidates: list, tags: dict) -> None:
+    """One child run per searched candidate, so the MLflow UI compares them side by side under the parent."""
+    import mlflow
+
+    for rank, candidate in enumerate(candidates, start=1):
+        if not candidate.fold_auc:
+            continue
+        with mlflow.start_run(run_name=f"{rank:02d}-{candidate.family}", nested=True):
+            mlflow.set_tags({**tags, "search_rank": str(rank), "family": candidate.family})
+            mlflow.log_params({"family": candidate.family, **candidate.params})
+            mlflow.log_metrics({"cv_roc_auc_mean": candidate.mean_auc,
+                                **{f"cv_roc_auc_fold_{i}": auc for i, auc in enumerate(candidate.fold_auc)}})
+
+
 def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", features: "pd.DataFrame",
-                     metrics: dict, params: dict, tags: dict, dataset_info: dict, extra_json: dict) -> tuple[str, str]:
-    """Log one training run and register its model; return (run_id, version)."""
+                     metrics: dict, params: dict, tags: dict, dataset_info: dict, extra_json: dict,
+                     candidates: list = ()) -> tuple[str, str]:
+    """Log the training (parent) run with its search candidates (child runs) and register the
+    chosen model; return (run_id, version)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -75,6 +91,9 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
         mlflow.set_tags({**tags, "mlflow.source.git.commit": code_version(), "code_version": code_version()})
         mlflow.log_params(params)
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        if candidates and candidates[0].fold_auc:
+            mlflow.log_metric("cv_roc_auc_best", candidates[0].mean_auc)
+        _log_candidates(list(candidates), tags)
         dataset = mlflow.data.from_pandas(train_frame, name=f"{cfg.name}-training", digest=dataset_info["version"],
                                           targets=cfg.target.name)
         mlflow.log_input(dataset, context="training", tags={"version": dataset_info["version"]})
@@ -98,3 +117,23 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
 def set_alias(mlc: "MlflowClient", name: str, alias: str, version: str) -> None:
     mlc.set_registered_model_alias(name, alias, version)
     log.info("alias %s of %s now points at version %s", alias, name, version)
+
+
+def log_monitoring_run(model: str, ds: str, scored_by, metrics: dict[str, float], artifacts: dict) -> str:
+    """One MLflow run per model and day in the ``<model>-monitoring`` experiment, tagged with the
+    version that made the predictions, its metrics also attached to that version's logged model.
+    A re-run for the same day reuses the run, so re-running monitoring does not duplicate it."""
+    import mlflow
+
+    experiment = mlflow.set_experiment(f"{model}-monitoring")
+    existing = mlflow.search_runs([experiment.experiment_id], f"tags.ds = '{ds}'", output_format="list", max_results=1)
+    with mlflow.start_run(run_id=existing[0].info.run_id if existing else None, run_name=f"monitor-{ds}") as run:
+        mlflow.set_tags({"ds": ds, "model_name": model, "model_version": str(scored_by.version),
+                         "model_run_id": scored_by.run_id or ""})
+        mlflow.log_metrics(metrics, model_id=getattr(scored_by, "model_id", None))
+        for name, content in artifacts.items():
+            if isinstance(content, str):
+                mlflow.log_text(content, f"reports/{name}")
+            else:
+                mlflow.log_dict(content, f"reports/{name}")
+        return run.info.run_id

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from mlplatform.config import ModelConfig
+from mlplatform.config import MODEL_FAMILIES, ModelConfig
 from mlplatform.features import build_features, build_target
 from mlplatform.lake import Lake
 
@@ -118,29 +118,53 @@ def time_split(frame: "pd.DataFrame", time_column: str, holdout_days: int) -> tu
     return frame[days < first_holdout_day], frame[days >= first_holdout_day]
 
 
-def make_pipeline(cfg: ModelConfig, params: dict):
+def _encoder(cfg: ModelConfig, one_hot: bool):
     from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline as chain
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     cats, nums = cfg.categorical_features, cfg.numeric_features
-    encode = ColumnTransformer(
-        [
-            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                           encoded_missing_value=-1, dtype="float64"), cats),
-            ("numeric", "passthrough", nums),
-        ],
-        verbose_feature_names_out=False,
-    )
-    # Unknown categories are encoded as -1, which the booster treats as missing.
-    is_categorical = [True] * len(cats) + [False] * len(nums)
-    booster = HistGradientBoostingClassifier(categorical_features=is_categorical, random_state=0, **params)
-    return Pipeline([("encode", encode), ("model", booster)])
+    if one_hot:  # linear models: one column per category, scaled numbers, missing values imputed
+        categorical = OneHotEncoder(handle_unknown="ignore", min_frequency=20, dtype="float64")
+        numeric = chain(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+    else:  # trees: unknown and missing categories become -1, which the booster treats as missing
+        categorical = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                     encoded_missing_value=-1, dtype="float64")
+        numeric = "passthrough"
+    return ColumnTransformer([("categorical", categorical, cats), ("numeric", numeric, nums)],
+                             verbose_feature_names_out=False)
 
 
-def fit(train: "pd.DataFrame", cfg: ModelConfig, params: dict | None = None):
-    model = make_pipeline(cfg, params if params is not None else cfg.training.params)
+def _hist_gradient_boosting(cfg: ModelConfig, params: dict):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    is_categorical = [True] * len(cfg.categorical_features) + [False] * len(cfg.numeric_features)
+    return _encoder(cfg, one_hot=False), HistGradientBoostingClassifier(
+        categorical_features=is_categorical, random_state=0, **params)
+
+
+def _logistic_regression(cfg: ModelConfig, params: dict):
+    from sklearn.linear_model import LogisticRegression
+
+    return _encoder(cfg, one_hot=True), LogisticRegression(max_iter=1000, **params)
+
+
+FAMILIES = {"hist_gradient_boosting": _hist_gradient_boosting, "logistic_regression": _logistic_regression}
+assert set(FAMILIES) == set(MODEL_FAMILIES), "config.MODEL_FAMILIES and training.FAMILIES must agree"
+
+
+def make_pipeline(cfg: ModelConfig, family: str, params: dict):
+    from sklearn.pipeline import Pipeline
+
+    encode, estimator = FAMILIES[family](cfg, params)
+    return Pipeline([("encode", encode), ("model", estimator)])
+
+
+def fit(train: "pd.DataFrame", cfg: ModelConfig, family: str | None = None, params: dict | None = None):
+    """Fit one pipeline; without arguments, the configured default family and parameters."""
+    family = family or cfg.training.family
+    model = make_pipeline(cfg, family, params if params is not None else cfg.training.params)
     model.fit(build_features(train, cfg), train[cfg.target.name].astype(int))
     return model
 

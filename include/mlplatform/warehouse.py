@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from mlplatform.config import checked_identifier
 
@@ -89,9 +89,9 @@ class Warehouse:
         cursor.execute(sql, params or {})
         return cursor.sfqid
 
-    def replace_rows(self, table: str, where: dict, columns: list[str], rows: list[tuple]) -> int:
-        """Delete the rows matching ``where`` then insert ``rows``, in one transaction, so a re-run
-        for the same key leaves exactly one copy."""
+    def replace_rows(self, table: str, where: dict, columns: list[str], row_batches: Iterable[list[tuple]]) -> int:
+        """Delete the rows matching ``where`` then insert the batches of rows, in one transaction, so a
+        re-run for the same key leaves exactly one copy. Batches keep memory bounded for large keys."""
         table = checked_identifier(table)
         cols = [checked_identifier(c) for c in columns]
         condition = " AND ".join(f"{checked_identifier(k)} = %({k})s" for k in where)
@@ -100,13 +100,16 @@ class Warehouse:
         cursor.execute("BEGIN")
         try:
             cursor.execute(f"DELETE FROM {table} WHERE {condition}", where)
-            if rows:
-                cursor.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})", rows)
+            inserted = 0
+            for rows in row_batches:
+                if rows:
+                    cursor.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})", rows)
+                    inserted += len(rows)
             cursor.execute("COMMIT")
         except Exception:
             cursor.execute("ROLLBACK")
             raise
-        return len(rows)
+        return inserted
 
 
 def select_between(table: str, columns: tuple[str, ...], time_column: str, start, end) -> tuple[str, dict]:

@@ -28,7 +28,7 @@ def test_no_import_errors(dagbag):
 def test_one_dag_per_stage_per_model(dagbag):
     from mlplatform.config import model_configs
 
-    expected = {f"{m.name}__{stage}" for m in model_configs() for stage in ("ingest", "train", "score", "monitor")}
+    expected = {f"{m.name}__{stage}" for m in model_configs() for stage in ("ingest", "train", "score", "monitor", "rollback")}
     assert set(dagbag.dag_ids) == expected
 
 
@@ -39,17 +39,31 @@ def test_every_dag_is_tagged_and_documented(dagbag):
 
 
 def test_every_task_retries_and_alerts_on_failure(dagbag):
+    """Except alias moves: a failed compare-and-set means a stale decision, which a retry cannot fix."""
+    from mlplatform.config import PROMOTION_POOL
+
     for dag in dagbag.dags.values():
         for task in dag.tasks:
-            assert task.retries >= 2, f"{dag.dag_id}.{task.task_id}"
+            serialised = task.pool == PROMOTION_POOL
+            assert task.retries == 0 if serialised else task.retries >= 2, f"{dag.dag_id}.{task.task_id}"
             assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id}"
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id}"
 
 
-def test_monitor_branches_to_retrain_or_end(dagbag):
+def test_monitor_branches_three_ways(dagbag):
     monitor = dagbag.dags["flight_delay__monitor"]
-    assert monitor.get_task("decide").downstream_task_ids == {"request_retrain", "no_drift"}
+    assert monitor.get_task("decide").downstream_task_ids == {"request_retrain", "alert_only", "nothing_to_do"}
     assert [o.name for o in monitor.get_task("request_retrain").outlets] == ["flight_delay.retrain_request"]
+
+
+def test_alias_moves_are_serialised(dagbag):
+    from mlplatform.config import PROMOTION_POOL
+
+    for dag_id, task_id in (("flight_delay__train", "promote"), ("flight_delay__rollback", "move_champion_back")):
+        dag = dagbag.dags[dag_id]
+        assert dag.max_active_runs == 1 and dag.get_task(task_id).pool == PROMOTION_POOL
+    train_params = dagbag.dags["flight_delay__train"].params
+    assert {"force_promote", "search_budget", "window_days", "cutoff_ds"} <= set(train_params.keys())
 
 
 def test_no_heavy_imports_and_fast_parse():

@@ -4,8 +4,6 @@ MLflow tracking server, on free ports, plus a migrated Airflow metadata DB. Torn
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def local_servers():
-    from mlplatform.devstack.stack import components, free_port, start, stack_env, stop
+    from mlplatform.devstack.stack import components, free_port, prepare_airflow_db, start, stack_env, stop
 
     ports = {"warehouse": free_port(), "mlflow": free_port(), "airflow": free_port()}
     env = stack_env(Path(os.environ["MLOPS_DATA_DIR"]), ports)
@@ -22,7 +20,7 @@ def local_servers():
     try:
         for server in servers:
             start(server, env)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ)
+        prepare_airflow_db(env)
         yield env
     finally:
         for server in reversed(servers):

@@ -1,5 +1,6 @@
 """The whole lifecycle through real DAG runs (dag.test) against the warehouse emulator, the lake and MLflow:
-train once, then ingest -> score -> monitor for a few days, then a forced drift day takes the retrain branch."""
+train once, then ingest -> score -> monitor for a few days; two shifted days take the alert and then the
+retrain branch; a forced promotion, a rollback, and a champion set by hand in MLflow follow."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ pytestmark = pytest.mark.integration
 MODEL = "flight_delay"
 HISTORY = [f"2013-01-{d:02d}" for d in range(10, 32)]
 DAYS = ["2013-02-01", "2013-02-02"]
-DRIFT_DAY = "2013-02-03"
+DRIFT_DAYS = ["2013-02-03", "2013-02-04"]
+AFTER_ROLLBACK = "2013-02-05"
+# The shipped policy, debounced to 2 drifted days of 3 and no cooldown, so two shifted days reach retraining.
+TEST_POLICY = {"drifted_days": 2, "window_days": 3, "cooldown_days": 0}
 
 
 def run_dag(dagbag, stage: str, ds: str, conf: dict | None = None):
@@ -36,22 +40,52 @@ def shift_day_in_warehouse(warehouse, ds: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(local_servers, warehouse):
+def models_dir(tmp_path_factory):
+    import os
+
+    import yaml
+
+    from mlplatform.config import settings
+
+    raw = yaml.safe_load((REPO / "include" / "models" / f"{MODEL}.yaml").read_text())
+    raw["drift_policy"].update(TEST_POLICY)
+    directory = tmp_path_factory.mktemp("models")
+    (directory / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
+    previous = os.environ.get("MLOPS_MODELS_DIR")
+    os.environ["MLOPS_MODELS_DIR"] = str(directory)
+    assert settings().models_dir == directory
+    yield directory
+    if previous is None:
+        os.environ.pop("MLOPS_MODELS_DIR")
+    else:
+        os.environ["MLOPS_MODELS_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def pipeline(local_servers, warehouse, models_dir):
     from airflow.dag_processing.dagbag import DagBag
 
     from mlplatform import jobs
+    from mlplatform.config import settings
+    from mlplatform.registry import CHAMPION, client, set_alias
 
     for ds in HISTORY:
         jobs.ingest_labels(MODEL, ds)
         jobs.ingest_features(MODEL, ds)
     bag = DagBag(str(REPO / "dags"))
-    results = {"train": run_dag(bag, "train", "2013-02-01", {"cutoff_ds": "2013-02-01", "reason": "initial"})}
-    for ds in DAYS:
+    results = {"train": run_dag(bag, "train", "2013-02-01",
+                                {"cutoff_ds": "2013-02-01", "reason": "initial", "search_budget": 2})}
+    for ds in DAYS + DRIFT_DAYS:
+        if ds in DRIFT_DAYS:
+            shift_day_in_warehouse(warehouse, ds)
         for stage in ("ingest", "score", "monitor"):
             results[(stage, ds)] = run_dag(bag, stage, ds)
-    shift_day_in_warehouse(warehouse, DRIFT_DAY)
-    for stage in ("ingest", "score", "monitor"):
-        results[(stage, DRIFT_DAY)] = run_dag(bag, stage, DRIFT_DAY)
+    results["retrain"] = run_dag(bag, "train", DRIFT_DAYS[-1], {"cutoff_ds": DRIFT_DAYS[-1], "reason": "drift",
+                                                                "search_budget": 2, "force_promote": True})
+    results["rollback"] = run_dag(bag, "rollback", DRIFT_DAYS[-1], {"version": "previous", "reason": "test rollback"})
+    set_alias(client(settings().mlflow_tracking_uri), MODEL, CHAMPION, "2")  # a person, in the MLflow UI
+    for stage in ("ingest", "score"):
+        results[(stage, AFTER_ROLLBACK)] = run_dag(bag, stage, AFTER_ROLLBACK)
     return results
 
 
@@ -71,22 +105,29 @@ def test_partitions_match_the_warehouse(pipeline, warehouse):
         assert part.manifest["source"]["params"] == {"start": f"{ds} 00:00:00", "end": f"{next_day} 00:00:00"}
 
 
-def test_a_registered_version_is_champion(pipeline, local_servers):
+def test_first_training_searched_both_families_and_logged_everything(pipeline, local_servers):
     from mlplatform.config import settings
-    from mlplatform.registry import CHAMPION, client, version_by_alias
+    from mlplatform.registry import client
 
-    champion = version_by_alias(client(settings().mlflow_tracking_uri), MODEL, CHAMPION)
-    assert champion is not None
-    run = client(settings().mlflow_tracking_uri).get_run(champion.run_id)
-    assert run.data.tags["trigger_reason"] == "initial"
+    mlc = client(settings().mlflow_tracking_uri)
+    first = mlc.get_model_version(MODEL, "1")
+    run = mlc.get_run(first.run_id)
+    assert run.data.tags["trigger_reason"] == "initial" and run.data.tags["logical_date"] == "2013-02-01"
+    assert run.data.tags["code_version"] and run.data.params["family"] in ("hist_gradient_boosting", "logistic_regression")
+    for metric in ("roc_auc", "log_loss", "brier", "precision", "recall"):
+        assert f"holdout_{metric}" in run.data.metrics
     assert run.data.metrics["holdout_roc_auc"] > 0.55
     assert run.inputs.dataset_inputs, "the training set is logged as an MLflow input"
+    children = mlc.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert {c.data.params["family"] for c in children} == {"hist_gradient_boosting", "logistic_regression"}
+    assert all("cv_roc_auc_mean" in c.data.metrics for c in children)
+    assert first.tags["gate_promote"] == "true" and "prior-rate baseline" in first.tags["gate_compared_with"]
 
 
 def test_one_prediction_per_ingested_row(pipeline, warehouse):
     from mlplatform.jobs import lake
 
-    for ds in DAYS + [DRIFT_DAY]:
+    for ds in DAYS + DRIFT_DAYS:
         ingested = lake().partition("datasets", MODEL, ds)
         predictions = lake().read_partition(lake().partition("predictions", MODEL, ds))
         assert len(predictions) == ingested.row_count
@@ -102,23 +143,48 @@ def test_daily_reports_hold_per_feature_drift(pipeline):
     from mlplatform.jobs import lake
 
     features = [f.name for f in model_config(MODEL).drift_features]
-    for ds in DAYS + [DRIFT_DAY]:
+    for ds in DAYS + DRIFT_DAYS:
         html = lake().read_bytes(f"reports/{MODEL}/ds={ds}/drift_report.html").decode()
         summary = lake().read_json(f"reports/{MODEL}/ds={ds}/summary.json")
         assert {c["column"] for c in summary["columns"]} >= set(features)
         for feature in features:
             assert feature in html
-    assert pipeline[("monitor", DAYS[0])][1]["no_drift"] == "success"
+        assert summary["decision"]["policy"]["drifted_days"] == TEST_POLICY["drifted_days"]
 
 
-def test_forced_drift_takes_retrain_branch_and_alerts(pipeline):
+def branch_taken(states: dict) -> str:
+    (taken,) = [t for t in ("request_retrain", "alert_only", "nothing_to_do") if states[t] == "success"]
+    return taken
+
+
+def test_drift_is_debounced_quiet_then_alert_then_retrain(pipeline):
     from mlplatform.config import settings
 
-    _, states = pipeline[("monitor", DRIFT_DAY)]
-    assert states["request_retrain"] == "success" and states["no_drift"] == "skipped"
+    taken = [branch_taken(pipeline[("monitor", ds)][1]) for ds in DAYS + DRIFT_DAYS]
+    assert taken == ["nothing_to_do", "nothing_to_do", "alert_only", "request_retrain"]
     alerts = [json.loads(line) for line in settings().outbox_path.read_text().splitlines()]
-    drift = [a for a in alerts if a["kind"] == "drift"]
-    assert len(drift) == 1 and DRIFT_DAY in drift[0]["text"]
+    drift = [a["text"] for a in alerts if a["kind"] == "drift"]
+    assert len(drift) == 2 and "No retraining yet" in drift[0] and "Retraining requested (drift)" in drift[1]
+
+
+def test_promotion_log_records_promotions_and_the_rollback(pipeline):
+    from mlplatform import promotion
+    from mlplatform.jobs import lake
+
+    log = promotion.entries(lake(), MODEL)
+    assert [(e["seq"], e["from_version"], e["to_version"]) for e in log] == [(1, None, "1"), (2, "1", "2"), (3, "2", "1")]
+    gate_passed = log[1]["evidence"]["promote"]
+    assert log[1]["action"] == ("promote" if gate_passed else "manual_promote")
+    assert log[2]["action"] == "rollback" and log[2]["reason"] == "test rollback"
+    assert log[0]["actor"].startswith("airflow") and log[0]["evidence"]["ci95"][0] > 0
+
+
+def test_scoring_follows_a_champion_set_by_hand_in_mlflow(pipeline):
+    from mlplatform.jobs import lake
+
+    predictions = lake().partition("predictions", MODEL, AFTER_ROLLBACK)
+    assert predictions.manifest["model_version"] == "2", "the alias is resolved when scoring runs"
+    assert lake().partition("predictions", MODEL, DAYS[0]).manifest["model_version"] == "1"
 
 
 def test_rerunning_ingest_is_idempotent(pipeline):
@@ -144,7 +210,7 @@ def test_nothing_after_the_cutoff_reaches_training_or_scoring(pipeline):
     labels = pd.concat([lake().read_partition(lake().partition("labels", MODEL, p["ds"])) for p in ts.label_partitions])
     used = labels[labels["FLIGHT_ID"].isin(ts.frame["FLIGHT_ID"])]
     assert len(used) == len(ts.frame) and (pd.to_datetime(used["AVAILABLE_AT"]) < cutoff).all()
-    for ds in DAYS + [DRIFT_DAY]:
+    for ds in DAYS + DRIFT_DAYS:
         scored = lake().read_partition(lake().partition("datasets", MODEL, ds))
         observed = pd.to_datetime(scored["ORIGIN_WX_OBSERVED_AT"]).dropna()
         assert len(observed) and (observed < pd.Timestamp(ds)).all()
@@ -167,3 +233,26 @@ def test_lineage_walks_both_ways(pipeline):
     made = lineage.forward(MODEL, chain["model_version"]["version"])
     assert {p["ds"] for p in made["prediction_partitions"]} >= set(DAYS)
     assert lineage.main(["model", MODEL, chain["model_version"]["version"]]) == 0
+
+
+def test_delayed_labels_give_a_performance_report_logged_to_mlflow(pipeline, local_servers):
+    """The monitor of Feb 3 finds Feb 1 fully labelled: its realized performance joins its summary."""
+    from mlplatform.config import settings
+    from mlplatform.jobs import lake
+    from mlplatform.registry import client
+
+    assert pipeline[("monitor", DRIFT_DAYS[0])][0].state == "success"
+    summary = lake().read_json(f"reports/{MODEL}/ds={DAYS[0]}/summary.json")
+    performance = summary["performance"]
+    assert performance["labels_known_at"] == DRIFT_DAYS[0]
+    assert 0.5 < performance["roc_auc"] <= 1 and 0 < performance["late_rate"] < 1
+    assert performance["rows"] > 500 and summary["observation"]["realized_auc"] == performance["roc_auc"]
+    html = lake().read_bytes(f"reports/{MODEL}/ds={DAYS[0]}/performance_report.html").decode()
+    assert "<html" in html.lower()
+
+    mlc = client(settings().mlflow_tracking_uri)
+    experiment = mlc.get_experiment_by_name(f"{MODEL}-monitoring")
+    (run,) = mlc.search_runs([experiment.experiment_id], f"tags.ds = '{DAYS[0]}'")
+    assert run.data.tags["model_version"] == "1"
+    assert run.data.metrics["realized_roc_auc"] == pytest.approx(performance["roc_auc"])
+    assert "drift_share" in run.data.metrics

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlplatform.gates import GatePolicy, _auc, decide_drift, decide_promotion
+from mlplatform.gates import GatePolicy, _auc, decide_promotion
 
 POLICY = GatePolicy(min_effect=0.0, min_holdout_rows=500, max_brier_increase=0.01, segment_min_rows=200,
                     max_segment_auc_drop=0.05, bootstrap_samples=200)
@@ -87,7 +87,3 @@ def test_without_champion_the_prior_rate_baseline_is_the_bar():
     with pytest.raises(ValueError, match="prior rate"):
         decide_promotion(y, noise, None, {"ORIGIN": seg}, POLICY)
 
-
-def test_drift_decision_at_threshold():
-    assert decide_drift(0.5, 0.5).retrain
-    assert not decide_drift(0.49, 0.5).retrain

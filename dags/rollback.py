@@ -1,0 +1,42 @@
+"""
+### Rollback
+
+Moves `champion` back to an earlier version: `version` is a version number, or `previous` for the
+version that was champion before the current one (per the promotion log). The move goes through
+the same compare-and-set and pool as promotions, is appended to the promotion log with who asked
+and why, and is announced on Slack. Scoring picks the new champion up on its next run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from mlplatform.config import PROMOTION_POOL, ModelConfig, model_configs
+from mlplatform.orchestration import TAGS, actor, default_args
+
+
+def build(cfg: ModelConfig):
+    @dag(dag_id=f"{cfg.name}__rollback", schedule=None, start_date=datetime(2013, 1, 1), catchup=False,
+         max_active_runs=1, default_args=default_args(), tags=[*TAGS, cfg.name, "rollback"], doc_md=__doc__,
+         params={
+             "version": Param("previous", type="string", pattern=r"^(previous|[0-9]+)$",
+                              description='Version to make champion, or "previous"'),
+             "reason": Param("rollback requested", type="string", minLength=3, description="Why (kept in the log)"),
+         })
+    def rollback():
+        @task(pool=PROMOTION_POOL, retries=0)
+        def move_champion_back() -> dict:
+            from mlplatform import jobs
+
+            params = get_current_context()["params"]
+            return jobs.rollback(cfg.name, str(params["version"]), actor=actor(), reason=params["reason"])
+
+        move_champion_back()
+
+    return rollback()
+
+
+for _cfg in model_configs():
+    build(_cfg)
