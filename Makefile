@@ -11,7 +11,7 @@ export
 
 STACK := $(BIN)/python -m mlplatform.devstack.stack
 
-.PHONY: venv up down status demo test test-fast lock clean lineage
+.PHONY: venv system-deps up down status demo test test-fast lock clean lineage evaluate-ct up-distributed down-distributed reports-ui
 
 venv: $(STAMP)
 
@@ -29,6 +29,15 @@ up: venv
 down:
 	@test -x $(BIN)/python && $(STACK) down || true
 
+# docker-compose.yml's topology as local processes: CeleryExecutor with two workers on the machine's PostgreSQL
+# and Redis, the lake and MLflow's artifacts on S3 (moto), MLflow with basic-auth. State in .data-distributed;
+# down-distributed also drops the profile's databases (S3 is in memory and does not survive a stop).
+up-distributed: venv
+	$(BIN)/python -m mlplatform.devstack.distributed up
+
+down-distributed:
+	@test -x $(BIN)/python && $(BIN)/python -m mlplatform.devstack.distributed down || true
+
 status: venv
 	$(STACK) status
 
@@ -36,7 +45,17 @@ demo: venv
 	$(STACK) up
 	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.devstack.demo
 
-test: venv
+# Debian packages the tests drive: Chromium for the reports page, docker-compose to validate the compose file.
+SYSTEM_DEPS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose
+system-deps:
+	@missing=0; for f in $(SYSTEM_DEPS); do test -x $$f || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing Debian packages chromium chromium-driver docker-compose"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver docker-compose >/dev/null; \
+	fi
+
+test: venv system-deps
 	$(BIN)/python -m pytest
 
 test-fast: venv
@@ -53,3 +72,13 @@ clean: down
 # Lineage, e.g. `make lineage ARGS="prediction flight_delay 2013-02-05"` or `ARGS="model flight_delay 1"`.
 lineage: venv
 	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.lineage $(ARGS)
+
+# Does continuous training pay? Replays Feb-Dec 2013 (frozen / weekly / drift-triggered retraining) in-process
+# on a local lake under .data/evaluate-ct; writes docs/continuous_training.{md,json}. E.g. ARGS="--end 2013-03-31".
+evaluate-ct: venv
+	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evaluation $(ARGS)
+
+# Evidently's own UI over the daily monitoring runs (a local workspace in $MLOPS_DATA_DIR/evidently, default
+# .data/evidently, written by the monitor): one project per model with its dashboard, on http://127.0.0.1:8000.
+reports-ui: venv
+	eval "$$($(STACK) env)" && $(BIN)/evidently ui --workspace "$$MLOPS_DATA_DIR/evidently" --host 127.0.0.1 --port 8000
