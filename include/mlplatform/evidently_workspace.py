@@ -22,6 +22,7 @@ whole workspace): a minute per task for a year of days. ``Workspace(path)`` read
 from __future__ import annotations
 
 import fcntl
+import os
 import uuid
 from contextlib import contextmanager
 from datetime import datetime
@@ -42,8 +43,12 @@ _NAMESPACE = uuid.UUID("6f1c1b0e-3b4e-5c8a-9d2f-7a4e2b1c9d30")
 _LOCK_FILE = ".mlplatform.lock"
 
 
-def workspace_path() -> Path:
-    return settings().data_dir / "evidently"
+def workspace_path() -> Path | None:
+    """MLOPS_EVIDENTLY_WORKSPACE, else <data dir>/evidently; None when set to "off" (workers without a shared disk)."""
+    configured = os.environ.get("MLOPS_EVIDENTLY_WORKSPACE")
+    if configured == "off":
+        return None
+    return Path(configured) if configured else settings().data_dir / "evidently"
 
 
 def run_id(model: str, ds: str, kind: str) -> uuid.UUID:

@@ -383,6 +383,9 @@ def _to_evidently_workspace(model: str, ds: str, snapshot, kind: str) -> None:
     there is logged and never fails the task."""
     from mlplatform import evidently_workspace
 
+    if evidently_workspace.workspace_path() is None:
+        log.info("Evidently workspace is off (MLOPS_EVIDENTLY_WORKSPACE=off): %s run of %s not added", kind, ds)
+        return
     try:
         evidently_workspace.add_snapshot(model, ds, snapshot, kind)
     except Exception:
