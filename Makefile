@@ -52,7 +52,7 @@ system-deps:
 	if [ $$missing = 1 ]; then \
 	  echo "installing Debian packages chromium chromium-driver docker-compose"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver docker-compose >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver docker-compose >/dev/null; \
 	fi
 
 test: venv system-deps
