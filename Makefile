@@ -81,4 +81,5 @@ evaluate-ct: venv
 # Evidently's own UI over the daily monitoring runs (a local workspace in $MLOPS_DATA_DIR/evidently, default
 # .data/evidently, written by the monitor): one project per model with its dashboard, on http://127.0.0.1:8000.
 reports-ui: venv
-	eval "$$($(STACK) env)" && $(BIN)/evidently ui --workspace "$$MLOPS_DATA_DIR/evidently" --host 127.0.0.1 --port 8000
+	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evidently_workspace sync \
+		&& $(BIN)/evidently ui --workspace "$$MLOPS_DATA_DIR/evidently" --host 127.0.0.1 --port 8000

@@ -2,26 +2,30 @@
 shows each model's history as a dashboard: the second view, for users who already know Evidently,
 next to the platform's own reports page.
 
-Local disk only: the workspace is Evidently's file workspace in ``settings().data_dir / "evidently"``,
-written by the monitor tasks and read by ``evidently ui`` on the same machine (or a shared disk). It is
-not the lake: a deployment whose workers share no disk would send runs to an ``evidently ui`` service
-through Evidently's RemoteWorkspace instead, which this module does not do.
+The lake is the source of truth; the workspace is a local cache built from it. The monitor tasks
+write each day's Evidently run to the lake (``run_document``, next to the day's HTML report), and
+``python -m mlplatform.evidently_workspace sync`` (run by ``make reports-ui``) copies the runs into
+Evidently's file workspace at ``workspace_path()``. Tasks therefore never write a worker's local
+disk, and the workspace can be deleted and rebuilt at any time.
 
-One project per model, found (or created) by name. ``add_snapshot`` stores a day's Report run under
-an id derived from (model, ds, kind), so a re-run of the day replaces its earlier run instead of adding
-one, and with the day as the run's timestamp, so the dashboard's time axis is the data day, not the
-time the task ran. Writes take a lock on the workspace, so parallel monitor tasks (backfills) neither
-create a project twice nor lose a dashboard panel.
+One project per model, found (or created) by name. ``add_run`` stores a day's Report run under an id
+derived from (model, ds, kind), so adding a day again replaces its earlier run instead of adding one,
+and with the day as the run's timestamp, so the dashboard's time axis is the data day, not the time
+the task ran. Writes take a lock on the workspace, so two syncs neither create a project twice nor
+lose a dashboard panel.
 
 Files are written through Evidently's file-workspace storage (``evidently.ui.storage.local.base.
 LocalState``: what ``evidently.ui.workspace.Workspace`` itself uses for projects, runs and dashboards),
 not through ``Workspace``, whose constructor parses every stored run (its dataset manager loads the
-whole workspace): a minute per task for a year of days. ``Workspace(path)`` reads what this writes.
+whole workspace). ``Workspace(path)`` reads what this writes.
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
+import json
+import logging
 import os
 import uuid
 from contextlib import contextmanager
@@ -32,23 +36,41 @@ from typing import TYPE_CHECKING, Iterator
 from mlplatform.config import settings
 
 if TYPE_CHECKING:
-    from evidently.core.report import Snapshot
+    from evidently.core.report import Snapshot, SnapshotModel
     from evidently.sdk.models import DashboardModel, DashboardPanelPlot
+
+    from mlplatform.lake import Lake
+
+log = logging.getLogger(__name__)
 
 DRIFT, PERFORMANCE = "drift", "performance"
 KINDS = (DRIFT, PERFORMANCE)
+# The day's Evidently run of each kind, in the lake next to the day's reports (reports/<model>/ds=<day>/).
+RUN_FILES = {DRIFT: "evidently_drift_run.json", PERFORMANCE: "evidently_performance_run.json"}
 TAB = "Monitoring"
 # Fixed namespace: the same model, day and kind always map to the same project and run ids.
 _NAMESPACE = uuid.UUID("6f1c1b0e-3b4e-5c8a-9d2f-7a4e2b1c9d30")
 _LOCK_FILE = ".mlplatform.lock"
 
 
-def workspace_path() -> Path | None:
-    """MLOPS_EVIDENTLY_WORKSPACE, else <data dir>/evidently; None when set to "off" (workers without a shared disk)."""
+def workspace_path() -> Path:
+    """MLOPS_EVIDENTLY_WORKSPACE, else <data dir>/evidently."""
     configured = os.environ.get("MLOPS_EVIDENTLY_WORKSPACE")
-    if configured == "off":
-        return None
     return Path(configured) if configured else settings().data_dir / "evidently"
+
+
+def run_document(snapshot: "Snapshot") -> bytes:
+    """A Report run as the JSON Evidently's workspace stores, for the lake."""
+    from evidently.legacy.utils import NumpyEncoder
+
+    return json.dumps(snapshot.to_snapshot_model().dict(), cls=NumpyEncoder).encode()
+
+
+def parse_run(document: bytes) -> "SnapshotModel":
+    from evidently.core.report import SnapshotModel
+    from evidently._pydantic_compat import parse_obj_as  # what LocalState.read_snapshot uses
+
+    return parse_obj_as(SnapshotModel, json.loads(document))
 
 
 def run_id(model: str, ds: str, kind: str) -> uuid.UUID:
@@ -137,12 +159,15 @@ class EvidentlyWorkspace:
         return pid
 
     def add_snapshot(self, model: str, ds: str, snapshot: "Snapshot", kind: str = DRIFT) -> uuid.UUID:
+        """``add_run`` for a Report run object."""
+        return self.add_run(model, ds, snapshot.to_snapshot_model(), kind)
+
+    def add_run(self, model: str, ds: str, run: "SnapshotModel", kind: str = DRIFT) -> uuid.UUID:
         """Store one day's Report run (``kind``: drift or performance) in the model's project, replacing
         that day's earlier run of the same kind; returns the run id."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         pid = self.project_id(model)
-        run = snapshot.to_snapshot_model()
         dated = run.copy(update={
             "name": f"{model} {kind} {ds}",
             "timestamp": datetime.strptime(ds, "%Y-%m-%d"),
@@ -171,7 +196,38 @@ class EvidentlyWorkspace:
         return self.state.read_dashboard(self.project_id(model))
 
 
-def add_snapshot(model: str, ds: str, snapshot: "Snapshot", kind: str = DRIFT,
-                 path: Path | str | None = None) -> uuid.UUID:
-    """``EvidentlyWorkspace(path).add_snapshot(...)`` in the platform's workspace by default."""
-    return EvidentlyWorkspace(path).add_snapshot(model, ds, snapshot, kind)
+def sync_from_lake(lake: "Lake", model: str, reports_area: str, path: Path | str | None = None) -> int:
+    """Add every run the monitor wrote under ``<reports_area>/<model>/`` to the workspace; returns how
+    many. Re-running replaces each day's run with itself."""
+    workspace = EvidentlyWorkspace(path)
+    added = 0
+    for name in lake.list_dir(f"{reports_area}/{model}"):
+        if not name.startswith("ds="):
+            continue
+        ds = name.removeprefix("ds=")
+        for kind, filename in RUN_FILES.items():
+            relpath = f"{reports_area}/{model}/{name}/{filename}"
+            if lake.exists(relpath):
+                workspace.add_run(model, ds, parse_run(lake.read_bytes(relpath)), kind)
+                added += 1
+    return added
+
+
+def main(argv: list[str] | None = None) -> None:
+    from mlplatform.config import model_configs
+    from mlplatform.jobs import REPORTS_AREA, lake
+
+    parser = argparse.ArgumentParser(prog="python -m mlplatform.evidently_workspace",
+                                     description="Copy the monitor's Evidently runs from the lake to the local workspace.")
+    parser.add_argument("command", choices=["sync"])
+    parser.add_argument("--model", action="append", help="a model name (repeatable); default: every configured model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for model in args.model or [cfg.name for cfg in model_configs()]:
+        added = sync_from_lake(lake(), model, REPORTS_AREA)
+        log.info("%s: %d Evidently runs from %s in %s", model, added, lake().uri(f"{REPORTS_AREA}/{model}"),
+                 workspace_path())
+
+
+if __name__ == "__main__":
+    main()

@@ -306,10 +306,10 @@ def monitor(model: str, ds: str) -> dict:
         summary["observation"] = {**summary["observation"], **_realized(previous["performance"])}
     lake().write_bytes(f"{report_dir}/drift_report.html", result.html.encode())
     lake().write_json(f"{report_dir}/evidently.json", result.metrics)
+    _write_evidently_run(report_dir, result.snapshot, "drift")
     lake().write_json(f"{report_dir}/summary.json", summary)
     registry.log_monitoring_run(cfg.name, ds, scored_by, _monitoring_metrics(summary),
                                 {"drift_report.html": result.html, "summary.json": summary})
-    _to_evidently_workspace(cfg.name, ds, result.snapshot, "drift")
     return {"ds": ds, "action": decision.action, "reason": decision.reason, "message": decision.message,
             "drift_share": result.drift_share, "effective_share": decision.effective_share,
             "report_uri": lake().uri(f"{report_dir}/drift_report.html"), "labelled_day": labelled_day,
@@ -369,27 +369,20 @@ def evaluate_labelled_day(cfg: ModelConfig, ds: str) -> str | None:
     report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={day_p}"
     lake().write_bytes(f"{report_dir}/performance_report.html", result.html.encode())
     lake().write_json(f"{report_dir}/performance.json", {"metrics": result.metrics, "evidently": result.evidently})
+    _write_evidently_run(report_dir, result.snapshot, "performance")
     summary["performance"] = {**result.metrics, "labels_known_at": ds}
     summary["observation"] = {**summary["observation"], **_realized(result.metrics)}
     lake().write_json(f"{report_dir}/summary.json", summary)
     registry.log_monitoring_run(cfg.name, day_p, scored_by, _monitoring_metrics(summary),
                                 {"performance_report.html": result.html, "summary.json": summary})
-    _to_evidently_workspace(cfg.name, day_p, result.snapshot, "performance")
     return day_p
 
 
-def _to_evidently_workspace(model: str, ds: str, snapshot, kind: str) -> None:
-    """The day's run in the local Evidently workspace (`make reports-ui`): a second view, so a failure
-    there is logged and never fails the task."""
+def _write_evidently_run(report_dir: str, snapshot, kind: str) -> None:
+    """The day's Evidently run, for ``make reports-ui`` to copy into the Evidently workspace."""
     from mlplatform import evidently_workspace
 
-    if evidently_workspace.workspace_path() is None:
-        log.info("Evidently workspace is off (MLOPS_EVIDENTLY_WORKSPACE=off): %s run of %s not added", kind, ds)
-        return
-    try:
-        evidently_workspace.add_snapshot(model, ds, snapshot, kind)
-    except Exception:
-        log.exception("%s: could not add the %s run of %s to the Evidently workspace", model, kind, ds)
+    lake().write_bytes(f"{report_dir}/{evidently_workspace.RUN_FILES[kind]}", evidently_workspace.run_document(snapshot))
 
 
 def _monitoring_metrics(summary: dict) -> dict[str, float]:

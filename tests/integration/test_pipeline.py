@@ -256,3 +256,15 @@ def test_delayed_labels_give_a_performance_report_logged_to_mlflow(pipeline, loc
     assert run.data.tags["model_version"] == "1"
     assert run.data.metrics["realized_roc_auc"] == pytest.approx(performance["roc_auc"])
     assert "drift_share" in run.data.metrics
+
+
+def test_the_evidently_workspace_is_built_from_the_lake(pipeline, tmp_path):
+    """`make reports-ui` syncs the monitor's runs from the lake: the tasks themselves write no local workspace."""
+    from mlplatform import evidently_workspace as ew
+    from mlplatform.jobs import REPORTS_AREA, lake
+
+    assert ew.sync_from_lake(lake(), MODEL, REPORTS_AREA, tmp_path / "evidently") >= len(DAYS + DRIFT_DAYS) + 1
+    runs = ew.EvidentlyWorkspace(tmp_path / "evidently").runs(MODEL)
+    assert {r["ds"] for r in runs if r["kind"] == "drift"} >= set(DAYS + DRIFT_DAYS)
+    assert (DAYS[0], "performance") in {(r["ds"], r["kind"]) for r in runs}
+    assert not ew.workspace_path().exists(), "a task wrote the local Evidently workspace"

@@ -71,7 +71,7 @@ def test_re_adding_a_day_replaces_its_run(workspace, snapshots):
     drift, _ = snapshots
     before = {r["id"] for r in workspace.runs(MODEL)}
     workspace.add_snapshot(MODEL, DAYS[1], drift[DAYS[2]])  # a re-run of day 2 with other data
-    ew.add_snapshot(MODEL, DAYS[1], drift[DAYS[2]], path=workspace.path)  # and again, by another process
+    ew.EvidentlyWorkspace(workspace.path).add_snapshot(MODEL, DAYS[1], drift[DAYS[2]])  # and again, by another writer
     assert {r["id"] for r in workspace.runs(MODEL)} == before
     evidently = evidently_workspace(workspace)
     (project,) = evidently.search_project(MODEL)
@@ -83,7 +83,7 @@ def test_re_adding_a_day_replaces_its_run(workspace, snapshots):
 def test_the_workspace_defaults_to_the_data_dir(monkeypatch, tmp_path, snapshots):
     monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
     assert ew.workspace_path() == tmp_path.resolve() / "evidently"
-    ew.add_snapshot(MODEL, DAYS[0], snapshots[0][DAYS[0]])
+    ew.EvidentlyWorkspace().add_snapshot(MODEL, DAYS[0], snapshots[0][DAYS[0]])
     assert [r["ds"] for r in ew.EvidentlyWorkspace(tmp_path / "evidently").runs(MODEL)] == [DAYS[0]]
 
 
@@ -98,6 +98,28 @@ def test_the_dashboard_has_its_panels_once(workspace):
     assert series["Realized ROC AUC"] == [("evidently:metric_v2:RocAuc", ["performance"], {})]
     assert series[f"Drift of the {PREDICTION_COLUMN}"] == [
         ("evidently:metric_v2:ValueDrift", ["drift"], {"column": PREDICTION_COLUMN})]
+
+
+def test_the_workspace_is_rebuilt_from_the_runs_in_the_lake(tmp_path, snapshots):
+    """The monitor writes each day's run to the lake; `make reports-ui` copies them into the workspace."""
+    from mlplatform.lake import Lake
+
+    drift, performance = snapshots
+    lake = Lake((tmp_path / "lake").as_uri())
+    for ds, snapshot in drift.items():
+        lake.write_bytes(f"reports/{MODEL}/ds={ds}/{ew.RUN_FILES['drift']}", ew.run_document(snapshot))
+    lake.write_bytes(f"reports/{MODEL}/ds={DAYS[0]}/{ew.RUN_FILES['performance']}", ew.run_document(performance))
+    lake.write_json(f"reports/{MODEL}/ds=2013-02-04/summary.json", {})  # a day without runs is skipped
+
+    assert ew.sync_from_lake(lake, MODEL, "reports", tmp_path / "ws") == 4
+    assert ew.sync_from_lake(lake, MODEL, "reports", tmp_path / "ws") == 4  # again: replaced, not added
+    synced = ew.EvidentlyWorkspace(tmp_path / "ws")
+    assert [(r["ds"], r["kind"]) for r in synced.runs(MODEL)] == [
+        (DAYS[0], "drift"), (DAYS[0], "performance"), (DAYS[1], "drift"), (DAYS[2], "drift")]
+    (project,) = evidently_workspace(synced).search_project(MODEL)
+    stored = evidently_workspace(synced).get_run(project.id, ew.run_id(MODEL, DAYS[2], "drift"))
+    assert stored.metadata["current_rows"] == "1400"
+    assert stored.metric_results.keys() == drift[DAYS[2]].to_snapshot_model().metric_results.keys()
 
 
 def test_unknown_kind_is_refused(workspace, snapshots):
@@ -131,7 +153,7 @@ def test_evidently_ui_serves_the_history(workspace, snapshots):
         (auc,) = series("RocAuc", ["performance"], {})["series"]
         assert len(auc["values"]) == 1 and 0.0 <= auc["values"][0] <= 1.0
 
-        ew.add_snapshot(MODEL, "2013-02-04", drift[DAYS[2]], path=workspace.path)
+        ew.EvidentlyWorkspace(workspace.path).add_snapshot(MODEL, "2013-02-04", drift[DAYS[2]])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the app watches the workspace directory
             days = [s["timestamp"][:10] for s in series("DriftedColumnsCount", ["drift"], {"value_type": "share"})["sources"]]

@@ -135,8 +135,6 @@ def profile_env(profile: Profile) -> dict[str, str]:
         "AWS_ENDPOINT_URL_S3": profile.s3_endpoint,
         "MLOPS_LAKE_URI": f"s3://{profile.lake_bucket}/lake",
         "MLOPS_OUTBOX": str(profile.data_dir / "outbox" / "slack.jsonl"),
-        # Evidently's workspace is local disk only and workers share no disk: the lake and MLflow hold the reports.
-        "MLOPS_EVIDENTLY_WORKSPACE": "off",
         "MLFLOW_TRACKING_USERNAME": PIPELINE_USER,
         "MLFLOW_TRACKING_PASSWORD": _secret_from_env("MLOPS_MLFLOW_PIPELINE_PASSWORD", mlflow_dir / ".pipeline_password"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
