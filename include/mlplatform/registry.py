@@ -45,9 +45,14 @@ def version_by_alias(mlc: "MlflowClient", name: str, alias: str):
 
 
 def load_version(name: str, version: str):
+    """The version's model, in memory. The download goes to a directory removed on return: otherwise
+    every task would leave a model copy in the worker's temp directory."""
+    import tempfile
+
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    with tempfile.TemporaryDirectory(prefix="mlplatform-model-") as download:
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}", dst_path=download)
 
 
 def trusted_types(model) -> list[str]:
