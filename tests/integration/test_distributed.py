@@ -159,14 +159,15 @@ def test_hand_offs_live_in_s3_not_on_worker_disks(pipeline, stack):
     lake = keys(profile.lake_bucket)
     for area in ("datasets", "labels", "predictions", "reports", "reference", "training_sets", "promotions"):
         assert any(k.startswith(f"lake/{area}/") for k in lake), area
+    assert any(k.endswith("/evidently_drift_run.json") for k in lake), "make reports-ui builds its workspace from these"
     artifacts = keys(profile.mlflow_bucket, "mlflow/")
     assert any(k.endswith("MLmodel") for k in artifacts), "the model is stored in S3 through the MLflow server"
     assert any("/airflow/" in f"/{k}" for k in keys(profile.logs_bucket)), "task logs are shipped to S3"
-    # Nothing of the lake's is on a worker's disk. (MLflow's model downloads in a worker's own temp directory
-    # are copies of S3 objects, read by that worker only: the audit test shows no other worker opened them.)
+    # Nothing of the lake's is on a worker's disk, and no model download outlives the task that loaded it.
     for worker in profile.workers:
         left = [p for p in profile.worker_dir(worker).rglob("*") if p.is_file()
-                and (p.suffix == ".parquet" or p.name in ("_manifest.json", "drift_report.html", "summary.json"))]
+                and (p.suffix == ".parquet" or p.name in ("_manifest.json", "drift_report.html", "summary.json",
+                                                          "MLmodel", "model.skops"))]
         assert not left, (worker, left[:5])
 
 
