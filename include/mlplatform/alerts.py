@@ -175,10 +175,13 @@ def rollback_alert(model: str, from_version: str | None, to_version: str, actor:
 
 
 # -- task failures ------------------------------------------------------------------------------
-# Jinja, rendered by Airflow against the failed task's context when the notifier is called.
+# Jinja, rendered by Airflow against the failed task's context when the notifier is called. A DAG's templates
+# fail on an undefined name, and not every failure has an exception or a logical date in its context (a
+# task failed from outside, an asset-triggered run), hence the defaults.
 _DAG, _TASK, _TRY, _LOG = "{{ dag.dag_id }}", "{{ ti.task_id }}", "{{ ti.try_number }}", "{{ ti.log_url }}"
-_LOGICAL_DATE = "{{ logical_date or 'none' }}"
-_ERROR = ("{{ exception | string | replace('&', '&amp;') | replace('<', '&lt;') | replace('>', '&gt;')"
+_LOGICAL_DATE = "{{ logical_date | default('none', true) }}"
+_EXCEPTION = "exception | default('no exception recorded', true) | string"
+_ERROR = ("{{ " + _EXCEPTION + " | replace('&', '&amp;') | replace('<', '&lt;') | replace('>', '&gt;')"
           " | truncate(2800, true, '…', 0) }}")
 _TITLES = {TASK_FAILURE: ":red_circle: Task failed", CONTRACT_BREACH: ":no_entry: Data contract breach"}
 _HINTS = {TASK_FAILURE: "The task failed after its last try.",
@@ -199,7 +202,7 @@ def failure_kind(context) -> str:
 
 def failure_text(kind: str) -> str:
     return (f"{_TITLES[kind]}: {_DAG}.{_TASK} (logical date {_LOGICAL_DATE}, try {_TRY}). "
-            "{{ exception | string | truncate(1000, true, '…', 0) }} Log: " + _LOG)
+            "{{ " + _EXCEPTION + " | truncate(1000, true, '…', 0) }} Log: " + _LOG)
 
 
 def failure_blocks(kind: str) -> list[dict]:

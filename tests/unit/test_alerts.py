@@ -178,6 +178,19 @@ def test_failure_notifier_renders_the_task_context():
         ":red_circle: Task failed: flight_delay__ingest.ingest_features (logical date 2013-02-03")
 
 
+def test_failure_without_exception_or_logical_date_still_renders():
+    """A task failed from outside (e.g. marked failed) has no exception; an asset-triggered run no logical date.
+    The DAG's Jinja environment is strict, so an undefined name would leave the raw template in the message."""
+    context = failure_context(None)
+    del context["exception"]
+    context["logical_date"] = None
+    alerts.failure_notifier()(context)
+    msg = last_outbox()
+    body = texts(msg["blocks"])
+    assert "{{" not in msg["text"] and "{{" not in body
+    assert "no exception recorded" in body and "*Logical date*\nnone" in body
+
+
 def test_contract_breach_has_its_own_kind_and_header():
     from airflow.sdk.exceptions import AirflowFailException
 
