@@ -5,7 +5,7 @@ Runs when new predictions land. For each new day it writes an Evidently data-dri
 data-quality report (HTML plus metrics as JSON) under `reports/<model>/ds=<day>/`, then applies
 the model's debounced drift policy (`drift_policy` in the model YAML) and branches three ways:
 - `request_retrain`: Slack alert, and a `<model>.retrain_request` Asset event that triggers training
-  with reason `drift` or `performance`;
+  with reason `drift`, `performance` or `age` (the optional `max_age_days` safety net);
 - `alert_only`: drift seen but not confirmed (or in cooldown): Slack alert, no retraining;
 - `nothing_to_do`.
 """

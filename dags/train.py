@@ -45,7 +45,7 @@ def build(cfg: ModelConfig):
          params={
              "cutoff_ds": Param(None, type=["null", "string"], format="date",
                                 description="Training cut-off day (YYYY-MM-DD); default: the logical date"),
-             "reason": Param("manual", type="string", enum=["manual", "schedule", "drift", "performance", "initial"]),
+             "reason": Param("manual", type="string", enum=["manual", "schedule", "drift", "performance", "age", "initial"]),
              "window_days": Param(cfg.training.window_days, type="integer", minimum=7,
                                   description="Days of feature partitions before the cut-off to train on"),
              "search_budget": Param(cfg.training.search.budget, type="integer", minimum=0, maximum=100,

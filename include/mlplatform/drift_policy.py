@@ -10,8 +10,13 @@ A single drifted day is noise more often than not, so the policy debounces:
 - realized performance, once the delayed labels exist, triggers retraining on its own when the
   mean realized ROC AUC of the last ``performance_days`` labelled days falls more than
   ``max_auc_drop`` below the champion's validation AUC;
-- nothing retrains within ``cooldown_days`` of the champion's training cut-off: the request
-  becomes an alert instead.
+- a safety net, ``max_age_days`` (0 turns it off): with no trigger for that many days since the last
+  training, retrain anyway (reason ``age``). Input drift cannot see a shift in the relation between
+  features and outcome, and realized AUC is noisy from day to day;
+- nothing retrains within ``cooldown_days`` of the last training's cut-off, whether the gate
+  promoted it or not: the request becomes an alert instead. Anchoring on the last attempt rather
+  than on the champion matters: after a refusal the champion stays, and a condition that lasts would
+  otherwise ask for a new training every day.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ class DriftPolicy:
     max_auc_drop: float = 0.05
     performance_days: int = 3
     min_labelled_rows: int = 200
+    max_age_days: int = 0
 
     def __post_init__(self):
         if not 0 < self.drifted_days <= self.window_days:
             raise ValueError(f"drifted_days must be in 1..window_days, got {self.drifted_days} of {self.window_days}")
+        if self.max_age_days and self.max_age_days < self.cooldown_days:
+            raise ValueError(f"max_age_days ({self.max_age_days}) is shorter than cooldown_days ({self.cooldown_days})")
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class DayObservation:
 @dataclass(frozen=True)
 class PolicyDecision:
     action: str                   # retrain | alert | none
-    reason: str                   # drift | performance | cooldown | drift_unconfirmed | stable | too_few_rows
+    reason: str                   # drift | performance | age | cooldown | drift_unconfirmed | stable | too_few_rows
     message: str
     effective_share: float
     drifted_days: int
@@ -97,9 +105,10 @@ def _recent_realized_auc(history: list[DayObservation], policy: DriftPolicy) -> 
 
 
 def decide(history: list[DayObservation], policy: DriftPolicy, champion_cutoff_ds: str | None,
-           validation_auc: float | None) -> PolicyDecision:
+           validation_auc: float | None, last_training_ds: str | None = None) -> PolicyDecision:
     """Decide for the last day of ``history`` (oldest first). Only days on or after the champion's
-    training cut-off count: older days were judged against a reference that no longer applies."""
+    training cut-off count: older days were judged against a reference that no longer applies.
+    ``last_training_ds`` is the cut-off of the most recent training, promoted or refused."""
     if not history:
         raise ValueError("the policy needs at least the day being decided")
     today = history[-1]
@@ -113,20 +122,27 @@ def decide(history: list[DayObservation], policy: DriftPolicy, champion_cutoff_d
         return PolicyDecision(action, reason, message, share, drifted, len(judged), realized, validation_auc,
                               asdict(policy))
 
-    in_cooldown = champion_cutoff_ds is not None and _days_between(champion_cutoff_ds, today.ds) < policy.cooldown_days
+    if last_training_ds and last_training_ds >= today.ds:
+        last_training_ds = None  # today's own request, or a later run's (a backfill): a re-run decides the same
+    anchor = max((d for d in (champion_cutoff_ds, last_training_ds) if d), default=None)
+    in_cooldown = anchor is not None and _days_between(anchor, today.ds) < policy.cooldown_days
     underperforms = realized is not None and validation_auc is not None and \
         realized < validation_auc - policy.max_auc_drop
     if underperforms:
         message = (f"realized AUC {realized:.4f} over the last {policy.performance_days} labelled days is more than "
                    f"{policy.max_auc_drop} below validation AUC {validation_auc:.4f}")
         if in_cooldown:
-            return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {champion_cutoff_ds} training")
+            return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {anchor} training")
         return outcome(RETRAIN, "performance", message)
     if drifted >= policy.drifted_days:
         message = f"{drifted} of the last {len(judged)} judged days drifted (needs {policy.drifted_days})"
         if in_cooldown:
-            return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {champion_cutoff_ds} training")
+            return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {anchor} training")
         return outcome(RETRAIN, "drift", message)
+    age = _days_between(anchor, today.ds) if anchor else None
+    if policy.max_age_days and age is not None and age >= policy.max_age_days:
+        return outcome(RETRAIN, "age", f"no retraining for {age} days (at most {policy.max_age_days}); "
+                                       f"{drifted} of the last {len(judged)} judged days drifted")
     if today.rows < policy.min_rows:
         return outcome(NOTHING, "too_few_rows", f"{today.rows} rows, fewer than {policy.min_rows}: not judged")
     if is_drifted_day(today, policy):

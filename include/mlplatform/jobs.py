@@ -293,7 +293,7 @@ def monitor(model: str, ds: str) -> dict:
     history = _recent_observations(cfg, ds) + [today]
     validation_auc = scored_by.tags.get("holdout_auc")
     decision = drift_policy.decide(history, cfg.drift_policy, scored_by.tags.get("cutoff_ds"),
-                                   float(validation_auc) if validation_auc else None)
+                                   float(validation_auc) if validation_auc else None, _last_training_ds(cfg))
     report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={ds}"
     summary = {
         "model": cfg.name, "ds": ds, "model_version": scored_by.version, "rows": len(current),
@@ -323,6 +323,13 @@ def _scored_day(cfg: ModelConfig, ds: str):
         return None, None
     mlc = registry.client(settings().mlflow_tracking_uri)
     return lake().read_partition(part), mlc.get_model_version(cfg.name, part.manifest["model_version"])
+
+
+def _last_training_ds(cfg: ModelConfig) -> str | None:
+    """The cut-off of the newest trained version, promoted or refused: it carries the ``challenger`` alias."""
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    latest = registry.version_by_alias(mlc, cfg.name, registry.CHALLENGER)
+    return latest.tags.get("cutoff_ds") if latest else None
 
 
 def _read_summary(cfg: ModelConfig, ds: str) -> dict | None:

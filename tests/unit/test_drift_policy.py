@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -59,6 +60,36 @@ def test_cooldown_turns_a_retrain_into_an_alert():
     decision = decide(history("DDD"), POLICY, recent_cutoff, 0.70)
     assert (decision.action, decision.reason) == ("alert", "cooldown")
     assert decide(history("DDD", start=15), POLICY, recent_cutoff, 0.70).action == "retrain"
+
+
+def test_a_refused_training_restarts_the_cooldown():
+    """The gate refused the training of day 11: the old champion stays, and the lasting drift must
+    not ask for a new training every day until the cooldown after day 11 has passed."""
+    days = history("DDDDD", start=10)  # days 10..14
+    assert decide(days, POLICY, CUTOFF, 0.70).action == "retrain"
+    refused = decide(days, POLICY, CUTOFF, 0.70, last_training_ds=day(11))
+    assert (refused.action, refused.reason) == ("alert", "cooldown")
+    assert day(11) in refused.message
+    later = history("DDDDD", start=14)  # days 14..18: 7 days after day 11
+    assert decide(later, POLICY, CUTOFF, 0.70, last_training_ds=day(11)).action == "retrain"
+
+
+def test_a_training_on_the_decided_day_does_not_change_a_rerun():
+    """Re-running the monitor of a day after the training it requested gives the same decision."""
+    days = history("DDDDD", start=10)
+    assert decide(days, POLICY, CUTOFF, 0.70, last_training_ds=days[-1].ds).action == "retrain"
+
+
+def test_max_age_retrains_when_nothing_else_did():
+    aged = replace(POLICY, max_age_days=21)
+    quiet = history(".....", start=17)  # days 17..21; champion cut-off day 0
+    assert decide(quiet, POLICY, CUTOFF, 0.70).action == "none", "off by default"
+    decision = decide(quiet, aged, CUTOFF, 0.70)
+    assert (decision.action, decision.reason) == ("retrain", "age") and "21 days" in decision.message
+    assert decide(quiet, aged, CUTOFF, 0.70, last_training_ds=day(5)).action == "none", "a refused training counts"
+    assert decide(history(".....", start=10), aged, CUTOFF, 0.70).action == "none"
+    with pytest.raises(ValueError, match="cooldown"):
+        replace(POLICY, max_age_days=3)
 
 
 def test_days_before_the_champion_cutoff_do_not_count():
