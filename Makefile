@@ -78,8 +78,8 @@ lineage: venv
 evaluate-ct: venv
 	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evaluation $(ARGS)
 
-# Evidently's own UI over the daily monitoring runs (a local workspace in $MLOPS_DATA_DIR/evidently, default
-# .data/evidently, written by the monitor): one project per model with its dashboard, on http://127.0.0.1:8000.
+# Evidently's own UI over the daily monitoring runs: the runs the monitor wrote to the lake are first copied into a
+# local workspace ($MLOPS_DATA_DIR/evidently, default .data/evidently); one project per model, on http://127.0.0.1:8000.
 reports-ui: venv
 	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evidently_workspace sync \
 		&& $(BIN)/evidently ui --workspace "$$MLOPS_DATA_DIR/evidently" --host 127.0.0.1 --port 8000

@@ -56,11 +56,6 @@ OPENMP_THREADS = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s: %(message)s"
 
 
-def cutoff_time(ds: str) -> datetime:
-    """The cut-off of a run for ``ds``: ds 00:00, naive local time like the source data."""
-    return datetime.combine(day(ds), datetime.min.time())
-
-
 def days_between(first: str, last: str) -> int:
     return (day(last) - day(first)).days
 
@@ -365,6 +360,7 @@ def run_strategy(replay: Replay, name: str, start: str, end: str,
     champion = _train(replay, strategy, start, "initial", None)
     if champion is None:
         raise RuntimeError(f"{name}: the first training (cut-off {start}) did not pass the gate")
+    last_training_ds = start
     observations: dict[str, drift_policy.DayObservation] = {}
     lookback = policy.window_days + policy.cooldown_days + policy.performance_days  # as jobs._recent_observations
     for ds in day_range(start, end):
@@ -385,17 +381,20 @@ def run_strategy(replay: Replay, name: str, start: str, end: str,
                     auc, labelled = replay.known_auc(champion.cutoff_ds, past, ds)
                     obs = replace(obs, realized_auc=auc, labelled_rows=labelled)
                 history.append(obs)
-            decision = drift_policy.decide(history, policy, champion.cutoff_ds, champion.validation_auc)
+            decision = drift_policy.decide(history, policy, champion.cutoff_ds, champion.validation_auc,
+                                           last_training_ds)
             row.update({"drift_share": drift_share, "effective_share": decision.effective_share,
                         "drifted": drift_policy.is_drifted_day(observations[ds], policy),
                         "action": decision.action, "reason": decision.reason,
-                        "policy_realized_auc": decision.realized_auc})
+                        "policy_realized_auc": decision.realized_auc,
+                        "columns": {v.column: [v.drifted, round(v.effect_size, 4)] for v in verdicts}})
             if decision.retrain:
                 retrain_reason = decision.reason
         strategy.days.append(row)
         # 3. a training decided today has cut-off ds; if promoted it serves from ds+1
         if retrain_reason:
             promoted = _train(replay, strategy, ds, retrain_reason, champion)
+            last_training_ds = ds
             champion = promoted or champion
         if ds.endswith(("-07", "-14", "-21", "-28")) or ds == end:
             recent = [d["roc_auc"] for d in strategy.days[-7:]]
@@ -489,10 +488,14 @@ def render_markdown(result: dict) -> str:
             f"drift-triggered beats frozen: {yes[goal['drift_beats_frozen']]}. "
             f"**Goal {'met' if goal['goal_met'] else 'not met'}.**",
         ]
+    months = sorted({m for s in names for m in summary[s]["months"]})
+    lines += ["", "## Mean daily ROC AUC by month", "",
+              "| Month | " + " | ".join(LABELS[s] for s in names) + " |", "|---|" + "---:|" * len(names)]
+    for m in months:
+        lines.append(f"| {m} | " + " | ".join(f"{summary[s]['months'][m]['mean_roc_auc']:.4f}" for s in names) + " |")
     lines += ["", "## Per month", "",
               "| Month | Strategy | Days | Mean ROC AUC | Mean log loss | Trainings | Promotions |",
               "|---|---|---:|---:|---:|---:|---:|"]
-    months = sorted({m for s in names for m in summary[s]["months"]})
     for m in months:
         for s in names:
             v = summary[s]["months"].get(m)
@@ -548,10 +551,64 @@ def render_markdown(result: dict) -> str:
         "deterministic, so strategies in one process share those with the same cut-off), Evidently reports "
         f"{meta['timings']['drift_report']:.0f} s, gate {meta['timings']['gate']:.0f} s.",
     ]
+    findings = result.get("findings") or []
+    if findings:
+        lines += ["", "## What the run shows", ""] + [f"- {f}" for f in findings]
     notes = result.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def findings(result: dict) -> list[str]:
+    """Facts read off the run, to explain the table (computed, so they stay true when the data changes)."""
+    summary, runs = result["summary"], result["strategies"]
+    out = []
+    if FROZEN in summary and len(summary[FROZEN]["months"]) > 1:
+        months = summary[FROZEN]["months"]
+        worst = min(months, key=lambda m: months[m]["mean_roc_auc"])
+        out.append(f"The frozen January model degrades as the seasons change: its worst month is {worst} "
+                   f"(mean daily AUC {months[worst]['mean_roc_auc']:.4f}).")
+    out += [_gate_finding(name, runs[name]["trainings"]) for name in (SCHEDULED, DRIFT)
+            if name in summary and summary[name]["trainings"] > 1]
+    if DRIFT in runs and runs[DRIFT]["days"]:
+        out += _drift_findings(runs[DRIFT], result["meta"]["drift_policy"])
+    return out
+
+
+def _gate_finding(name: str, trainings: list[dict]) -> str:
+    later = trainings[1:]
+    refusals: dict[str, int] = {}
+    for t in later:
+        if not t["promoted"]:
+            why = t["gate_reason"]
+            key = ("AUC gain not significant" if "lower bound" in why else "segment regression"
+                   if "segments" in why else "Brier score" if "Brier" in why else "holdout too small")
+            refusals[key] = refusals.get(key, 0) + 1
+    listed = ", ".join(f"{k} {v}" for k, v in sorted(refusals.items())) or "none"
+    return f"{LABELS[name]}: the gate promoted {sum(t['promoted'] for t in later)} of {len(later)} retrainings; refusals: {listed}."
+
+
+def _drift_findings(run: dict, policy: dict) -> list[str]:
+    days, trainings = run["days"], run["trainings"]
+    by_reason: dict[str, int] = {}
+    for t in trainings[1:]:
+        by_reason[t["reason"]] = by_reason.get(t["reason"], 0) + 1
+    counted: dict[str, int] = {}
+    for d in days:
+        for column, (drifted, size) in d.get("columns", {}).items():
+            counted[column] = counted.get(column, 0) + (drifted and size >= policy["min_effect_size"])
+    columns = ", ".join(f"{c} {100 * n / len(days):.0f}%" for c, n in sorted(counted.items(), key=lambda kv: -kv[1]))
+    out = [f"drift-triggered: retrainings by trigger: "
+           + (", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none")
+           + f". The drift rule judged {sum(d['drifted'] for d in days)} of {len(days)} days drifted "
+           f"(a day needs a share of at least {policy['share']} of its {len(counted)} monitored columns "
+           f"drifted with effect size >= {policy['min_effect_size']}); share of days on which each column "
+           f"counted: {columns}."]
+    first = next((t["cutoff_ds"] for t in trainings[1:]), None)
+    if first:
+        out.append(f"drift-triggered: first retraining on {first}; until then the January model served.")
+    return out
 
 
 def _strategy_worker(lake_uri: str, cfg: ModelConfig, name: str, start: str, end: str,
@@ -611,7 +668,7 @@ def evaluate(start: str = "2013-02-01", end: str = "2013-12-31", out: Path | Non
         "meta": {
             "model": cfg.name, "start": start, "end": end, "days": days_between(start, end) + 1,
             "json": str(json_path) if json_path else "", "drift_policy": asdict(policy),
-            "gate": {k: v for k, v in asdict(cfg.gate).items()}, "window_days": cfg.training.window_days,
+            "gate": asdict(cfg.gate), "window_days": cfg.training.window_days,
             "holdout_days": cfg.training.holdout_days, "family": cfg.training.family,
             "params": cfg.training.params, "reference_rows": cfg.thresholds.reference_rows,
             "context_lookback_hours": cfg.context.lookback_hours if cfg.context else 0,
@@ -626,6 +683,7 @@ def evaluate(start: str = "2013-02-01", end: str = "2013-12-31", out: Path | Non
                        for s in results},
         "notes": notes or [],
     }
+    result["findings"] = findings(result)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(render_markdown(result))
@@ -647,6 +705,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
     parser.add_argument("--rebuild-lake", action="store_true", help="rewrite every partition")
     parser.add_argument("--workers", type=int, default=2, help="processes running strategies in parallel")
+    parser.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one drift_policy setting of the model YAML (repeatable), e.g. max_auc_drop=0.03")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     for noisy in ("evidently", "fsspec", "matplotlib"):
@@ -655,8 +715,23 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(names) - set(STRATEGIES)
     if unknown:
         parser.error(f"unknown strategies {sorted(unknown)}; known: {STRATEGIES}")
-    return evaluate(args.start, args.end, args.out, args.workdir, args.model, names, rebuild_lake=args.rebuild_lake,
-                    workers=args.workers)
+    try:
+        policy = policy_with_overrides(model_config(args.model).drift_policy, args.policy)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    return evaluate(args.start, args.end, args.out, args.workdir, args.model, names, policy=policy,
+                    rebuild_lake=args.rebuild_lake, workers=args.workers)
+
+
+def policy_with_overrides(policy: drift_policy.DriftPolicy, overrides: list[str]) -> drift_policy.DriftPolicy:
+    """``policy`` with ``KEY=VALUE`` settings replaced, each VALUE converted to the setting's type."""
+    changes = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(policy, key):
+            raise ValueError(f"--policy {item!r}: expected KEY=VALUE with KEY one of {sorted(asdict(policy))}")
+        changes[key] = type(getattr(policy, key))(value)
+    return replace(policy, **changes)
 
 
 if __name__ == "__main__":
