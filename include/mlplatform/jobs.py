@@ -293,7 +293,7 @@ def monitor(model: str, ds: str) -> dict:
     history = _recent_observations(cfg, ds) + [today]
     validation_auc = scored_by.tags.get("holdout_auc")
     decision = drift_policy.decide(history, cfg.drift_policy, scored_by.tags.get("cutoff_ds"),
-                                   float(validation_auc) if validation_auc else None, _last_training_ds(cfg))
+                                   float(validation_auc) if validation_auc else None, _last_training_ds(cfg, ds))
     report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={ds}"
     summary = {
         "model": cfg.name, "ds": ds, "model_version": scored_by.version, "rows": len(current),
@@ -325,11 +325,12 @@ def _scored_day(cfg: ModelConfig, ds: str):
     return lake().read_partition(part), mlc.get_model_version(cfg.name, part.manifest["model_version"])
 
 
-def _last_training_ds(cfg: ModelConfig) -> str | None:
-    """The cut-off of the newest trained version, promoted or refused: it carries the ``challenger`` alias."""
+def _last_training_ds(cfg: ModelConfig, ds: str) -> str | None:
+    """The latest training cut-off before ``ds`` among all registered versions, promoted or refused. Not
+    the ``challenger`` alias: a backfill re-running an old day must see the trainings that day saw."""
     mlc = registry.client(settings().mlflow_tracking_uri)
-    latest = registry.version_by_alias(mlc, cfg.name, registry.CHALLENGER)
-    return latest.tags.get("cutoff_ds") if latest else None
+    cutoffs = [v.tags.get("cutoff_ds") for v in mlc.search_model_versions(f"name = '{cfg.name}'")]
+    return max((c for c in cutoffs if c and c < ds), default=None)
 
 
 def _read_summary(cfg: ModelConfig, ds: str) -> dict | None:

@@ -268,3 +268,15 @@ def test_the_evidently_workspace_is_built_from_the_lake(pipeline, tmp_path):
     assert {r["ds"] for r in runs if r["kind"] == "drift"} >= set(DAYS + DRIFT_DAYS)
     assert (DAYS[0], "performance") in {(r["ds"], r["kind"]) for r in runs}
     assert not ew.workspace_path().exists(), "a task wrote the local Evidently workspace"
+
+
+def test_the_cooldown_anchor_is_the_last_training_before_the_day(pipeline):
+    """Trainings with cut-offs 2013-02-01 and DRIFT_DAYS[-1] are registered; a re-run of an earlier day must
+    not see the later one, whatever the challenger alias points at now."""
+    from mlplatform.config import model_config
+    from mlplatform.jobs import _last_training_ds
+
+    cfg = model_config(MODEL)
+    assert _last_training_ds(cfg, "2013-02-01") is None
+    assert _last_training_ds(cfg, DRIFT_DAYS[-1]) == "2013-02-01"
+    assert _last_training_ds(cfg, AFTER_ROLLBACK) == DRIFT_DAYS[-1]
