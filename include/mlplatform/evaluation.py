@@ -34,7 +34,7 @@ from mlplatform import contracts, drift_policy, gates, training
 from mlplatform.config import REPO_ROOT, ModelConfig, model_config
 from mlplatform.features import build_features, build_target
 from mlplatform.lake import Lake
-from mlplatform.training import FEATURES_AREA, LABELS_AREA, day, shift
+from mlplatform.training import FEATURES_AREA, LABELS_AREA, day, day_range, days_between, shift
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,14 +54,6 @@ DEFAULT_OUT = REPO_ROOT / "docs" / "continuous_training.md"
 # with 1. Parallelism comes from running strategies in separate processes instead.
 OPENMP_THREADS = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s: %(message)s"
-
-
-def days_between(first: str, last: str) -> int:
-    return (day(last) - day(first)).days
-
-
-def day_range(first: str, last: str) -> list[str]:
-    return [shift(first, i) for i in range(days_between(first, last) + 1)]
 
 
 # -- the lake, materialised from the seed frames --------------------------------------------------

@@ -27,6 +27,15 @@ def shift(ds: str, days: int) -> str:
     return (day(ds) + timedelta(days=days)).isoformat()
 
 
+def days_between(first: str, last: str) -> int:
+    return (day(last) - day(first)).days
+
+
+def day_range(first: str, last: str) -> list[str]:
+    """Every day from ``first`` to ``last``, both included."""
+    return [shift(first, i) for i in range(days_between(first, last) + 1)]
+
+
 @dataclass
 class TrainingSet:
     frame: "pd.DataFrame"  # raw source columns + target, one row per labelled entity

@@ -453,13 +453,6 @@ def seed_history(env: dict[str, str], model: str, days: list[str], cwd: Path) ->
                    capture_output=True, timeout=1800)
 
 
-def day_range(first: str, last: str) -> list[str]:
-    from datetime import date, timedelta
-
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
-
-
 def run_pipeline(api, model: str, replay_days: list[str], search_budget: int = 0, timeout: float = 3600) -> dict:
     """Through the scheduler: train with the cut-off at the first replayed day, then backfill ingest over the
     replayed days (score and monitor follow through Assets). Returns the wall time of each phase."""
@@ -574,6 +567,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "mlflow-user":
         compose_mlflow_user()
     elif args.command == "measure":
+        from mlplatform.training import day_range
+
         print(json.dumps(measure(args.profile, day_range(*args.history), day_range(*args.replay), args.search_budget,
                                  concurrency=args.concurrency), indent=2))
     else:
