@@ -177,7 +177,6 @@ class Champion:
 @dataclass
 class Strategy:
     name: str
-    policy: drift_policy.DriftPolicy | None = None
     days: list[dict] = field(default_factory=list)
     trainings: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -347,7 +346,7 @@ def run_strategy(replay: Replay, name: str, start: str, end: str,
                  policy: drift_policy.DriftPolicy | None = None) -> Strategy:
     cfg = replay.cfg
     policy = policy or cfg.drift_policy
-    strategy = Strategy(name, policy if name == DRIFT else None)
+    strategy = Strategy(name)
     started = time.perf_counter()
     champion = _train(replay, strategy, start, "initial", None)
     if champion is None:
