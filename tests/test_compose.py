@@ -60,7 +60,7 @@ def rendered(filled_env) -> dict:
 def test_compose_has_the_production_topology(rendered):
     services = rendered["services"]
     assert REQUIRED_SERVICES <= set(services), sorted(REQUIRED_SERVICES - set(services))
-    assert services["airflow-worker"].get("scale", 1) >= 1 and "celery worker" in str(services["airflow-worker"]["command"])
+    assert services["airflow-worker"]["scale"] == 2 and "celery worker" in str(services["airflow-worker"]["command"])
     for name in AIRFLOW_SERVICES:
         env = services[name]["environment"]
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name

@@ -76,14 +76,23 @@ def test_a_stale_decision_is_refused_and_leaves_the_champion(registry_with_versi
 
     mlc = registry_with_versions
     stale = promotion.snapshot(lake(), mlc, MODEL)
-    registry.set_alias(mlc, MODEL, registry.CHAMPION, "1")  # someone moves it by hand in the MLflow UI
-    with pytest.raises(promotion.PromotionConflict, match="champion is v1"):
-        promotion.move_champion(lake(), mlc, MODEL, "3", stale, "promote", "test", "stale")
-    assert registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version == "1"
-    assert len(promotion.entries(lake(), MODEL)) == 2, "a refused move writes nothing to the log"
+    by_hand, target = [v for v in ("1", "2", "3") if v != stale.champion][:2]
+    logged = len(promotion.entries(lake(), MODEL))
+    registry.set_alias(mlc, MODEL, registry.CHAMPION, by_hand)  # someone moves it by hand in the MLflow UI
+    with pytest.raises(promotion.PromotionConflict, match=f"champion is v{by_hand}"):
+        promotion.move_champion(lake(), mlc, MODEL, target, stale, "promote", "test", "stale")
+    assert registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version == by_hand
+    assert len(promotion.entries(lake(), MODEL)) == logged, "a refused move writes nothing to the log"
 
 
 def test_log_entries_are_never_overwritten(registry_with_versions):
+    from mlplatform import promotion
+
+    mlc = registry_with_versions
+    if not promotion.entries(lake(), MODEL):  # run on its own: log one move first
+        promotion.move_champion(lake(), mlc, MODEL, "1", promotion.snapshot(lake(), mlc, MODEL), "promote", "test", "first")
+    head = promotion.entries(lake(), MODEL)[-1]
+    path = f"promotions/{MODEL}/{head['seq']:08d}.json"
     with pytest.raises(FileExistsError):
-        lake().create_exclusive(f"promotions/{MODEL}/00000001.json", b"{}")
-    assert lake().read_json(f"promotions/{MODEL}/00000001.json")["to_version"] == "1"
+        lake().create_exclusive(path, b"{}")
+    assert lake().read_json(path) == head

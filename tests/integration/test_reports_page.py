@@ -199,7 +199,7 @@ def test_model_reports_in_the_airflow_ui(api_server, browser, tmp_path):
     browser.switch_to.frame(frame)
     try:  # WebDriver's title is the top window's: ask the frame's document
         WebDriverWait(browser, SLOW).until(lambda d: d.execute_script("return document.title") == "Model reports")
-        assert _charts_drawn(browser)
+        assert len(_charts_drawn(browser)) == 3
     finally:
         browser.switch_to.default_content()
         browser.save_screenshot(str(tmp_path / "airflow_ui_model_reports.png"))

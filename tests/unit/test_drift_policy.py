@@ -3,7 +3,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from mlplatform.drift_policy import ColumnVerdict, DayObservation, DriftPolicy, decide, effective_share
+from mlplatform.drift_policy import ColumnVerdict, DayObservation, DriftPolicy, decide, effective_share, is_drifted_day
 
 POLICY = DriftPolicy(share=0.5, min_effect_size=0.1, min_rows=200, drifted_days=3, window_days=5,
                      cooldown_days=7, max_auc_drop=0.05, performance_days=2, min_labelled_rows=100)
@@ -41,6 +41,12 @@ def test_three_of_five_drifted_days_retrain():
     decision = decide(history("D.D.D"), POLICY, CUTOFF, 0.70)
     assert (decision.action, decision.reason, decision.drifted_days, decision.judged_days) == ("retrain", "drift", 3, 5)
     assert decide(history("DD...."), POLICY, CUTOFF, 0.70).action == "none", "older drift falls out of the window"
+
+
+def test_a_share_exactly_at_the_threshold_counts():
+    assert is_drifted_day(observation(0, drifted=2), POLICY), "2 of 4 columns: share 0.5"
+    assert not is_drifted_day(observation(0, drifted=1), POLICY)
+    assert is_drifted_day(observation(0, drifted=2, effect=POLICY.min_effect_size), POLICY)
 
 
 def test_small_effects_do_not_count_however_significant():

@@ -173,8 +173,9 @@ def test_failed_stream_retracts_the_manifest_and_leaves_no_temp_file(lake, raw):
 @pytest.mark.integration
 def test_streaming_commit_and_read_on_s3(raw):
     """The same calls through s3fs against a moto S3 server on the loopback."""
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    from moto.server import ThreadedMotoServer  # pinned in requirements.txt: missing means a broken install
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
