@@ -82,4 +82,4 @@ evaluate-ct: venv
 # local workspace ($MLOPS_DATA_DIR/evidently, default .data/evidently); one project per model, on http://127.0.0.1:8000.
 reports-ui: venv
 	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evidently_workspace sync \
-		&& $(BIN)/evidently ui --workspace "$$MLOPS_DATA_DIR/evidently" --host 127.0.0.1 --port 8000
+		&& $(BIN)/evidently ui --workspace "$${MLOPS_EVIDENTLY_WORKSPACE:-$$MLOPS_DATA_DIR/evidently}" --host 127.0.0.1 --port 8000

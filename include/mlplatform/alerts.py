@@ -42,10 +42,6 @@ def esc(value) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def link(url: str, label: str) -> str:
-    return f"<{url}|{esc(label)}>"
-
-
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
@@ -308,7 +304,7 @@ def send(kind: str, text: str, blocks: list | None = None, conn_id: str | None =
     token = _webhook_token(conn_id)
     error = None
     if token is not None:
-        secrets = [token]  # the webhook URL contains it
+        secrets = [token.strip("/")]  # the webhook URL contains it (the hook trims a trailing slash)
         try:
             SlackWebhookHook(slack_webhook_conn_id=conn_id, logger=_RedactingLogger(secrets)).send(
                 text=text, blocks=blocks)

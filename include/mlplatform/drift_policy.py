@@ -128,17 +128,17 @@ def decide(history: list[DayObservation], policy: DriftPolicy, champion_cutoff_d
     in_cooldown = anchor is not None and _days_between(anchor, today.ds) < policy.cooldown_days
     underperforms = realized is not None and validation_auc is not None and \
         realized < validation_auc - policy.max_auc_drop
+    trigger = None
     if underperforms:
-        message = (f"realized AUC {realized:.4f} over the last {policy.performance_days} labelled days is more than "
-                   f"{policy.max_auc_drop} below validation AUC {validation_auc:.4f}")
+        trigger = ("performance", f"realized AUC {realized:.4f} over the last {policy.performance_days} labelled days "
+                                  f"is more than {policy.max_auc_drop} below validation AUC {validation_auc:.4f}")
+    elif drifted >= policy.drifted_days:
+        trigger = ("drift", f"{drifted} of the last {len(judged)} judged days drifted (needs {policy.drifted_days})")
+    if trigger:
+        reason, message = trigger
         if in_cooldown:
             return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {anchor} training")
-        return outcome(RETRAIN, "performance", message)
-    if drifted >= policy.drifted_days:
-        message = f"{drifted} of the last {len(judged)} judged days drifted (needs {policy.drifted_days})"
-        if in_cooldown:
-            return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {anchor} training")
-        return outcome(RETRAIN, "drift", message)
+        return outcome(RETRAIN, reason, message)
     age = _days_between(anchor, today.ds) if anchor else None
     if policy.max_age_days and age is not None and age >= policy.max_age_days:
         return outcome(RETRAIN, "age", f"no retraining for {age} days (at most {policy.max_age_days}); "

@@ -37,7 +37,7 @@ from mlplatform.config import settings
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot, SnapshotModel
-    from evidently.sdk.models import DashboardModel, DashboardPanelPlot
+    from evidently.sdk.models import DashboardPanelPlot
 
     from mlplatform.lake import Lake
 
@@ -121,6 +121,7 @@ class EvidentlyWorkspace:
         self.path = Path(path) if path is not None else workspace_path()
         self.path.mkdir(parents=True, exist_ok=True)
         self.state = LocalState(str(self.path))
+        self._projects: dict[str, uuid.UUID] = {}  # found or created once per instance, not once per run
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,6 +140,8 @@ class EvidentlyWorkspace:
         """The model's project, found by name or created, with its dashboard panels (each added once)."""
         from evidently.sdk.models import DashboardTabModel, ProjectModel
 
+        if model in self._projects:
+            return self._projects[model]
         with self._locked():
             pid = self.find_project(model)
             if pid is None:
@@ -156,6 +159,7 @@ class EvidentlyWorkspace:
                 dashboard.panels.extend(missing)
                 tab.panels.extend(p.id for p in missing)
                 self.state.write_dashboard(pid, dashboard)
+        self._projects[model] = pid
         return pid
 
     def add_snapshot(self, model: str, ds: str, snapshot: "Snapshot", kind: str = DRIFT) -> uuid.UUID:
@@ -191,9 +195,6 @@ class EvidentlyWorkspace:
             out.append({"id": sid, "ds": run.metadata.get("ds"), "kind": run.metadata.get("kind"),
                         "timestamp": run.timestamp, "name": run.name})
         return sorted(out, key=lambda r: (r["timestamp"], str(r["kind"])))
-
-    def dashboard(self, model: str) -> "DashboardModel":
-        return self.state.read_dashboard(self.project_id(model))
 
 
 def sync_from_lake(lake: "Lake", model: str, reports_area: str, path: Path | str | None = None) -> int:

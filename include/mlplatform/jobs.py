@@ -213,6 +213,10 @@ def promote(model: str, outcome: dict, force: bool, actor: str) -> dict:
     why = gate["reason"] if gate["promote"] else f"forced by {actor} although the gate refused: {gate['reason']}"
     mlc = registry.client(settings().mlflow_tracking_uri)
     seen = promotion.Snapshot(**outcome["seen"])
+    done = promotion.logged_move(lake(), mlc, cfg.name, seen, version, outcome["run_id"])
+    if done is not None:  # a re-run of this task: the move is in the log already
+        return {"promoted": True, "version": version, "from_version": done.from_version, "seq": done.seq,
+                "action": done.action}
     entry = promotion.move_champion(lake(), mlc, cfg.name, version, seen, action, actor, why,
                                     evidence={**gate, "run_id": outcome["run_id"], "cutoff_ds": outcome["cutoff_ds"],
                                               "trigger_reason": outcome["reason"]})

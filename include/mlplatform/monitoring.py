@@ -90,7 +90,7 @@ def effect_size(reference: "pd.Series", current: "pd.Series", categorical: bool)
     from scipy.spatial.distance import jensenshannon
     from scipy.stats import wasserstein_distance
 
-    ref, cur = reference.dropna(), current.dropna()
+    ref, cur = _non_null(reference), _non_null(current)  # an inf would make the distance nan
     if ref.empty or cur.empty:
         return 0.0
     if categorical:  # frequencies keyed by the values' text, whatever the dtype (object, category, numbers)
@@ -214,7 +214,7 @@ def drift_report(reference: "pd.DataFrame", current: "pd.DataFrame", cfg: ModelC
     columns = numeric + categorical
     largest = max(len(reference), len(current))
     rows, per_column_method = None, None
-    ref, cur = reference[columns], current[columns]
+    ref = cur = None  # a column selection copies the frame: only made when no sample is taken
     if max_rows is not None and largest > max_rows:
         if max_rows <= EVIDENTLY_SMALL_SAMPLE_ROWS:
             raise ValueError(f"max_rows must exceed {EVIDENTLY_SMALL_SAMPLE_ROWS} so that a sample keeps "
@@ -222,9 +222,11 @@ def drift_report(reference: "pd.DataFrame", current: "pd.DataFrame", cfg: ModelC
         ref, cur = sample_frame(reference, max_rows, seed, columns), sample_frame(current, max_rows, seed + 1, columns)
         rows = sample_size(ref, cur, categorical, max_rows, largest)
         if rows is None:
-            ref, cur = reference[columns], current[columns]
+            ref = cur = None
         elif rows > max_rows:
             ref, cur = sample_frame(reference, rows, seed, columns), sample_frame(current, rows, seed + 1, columns)
+    if ref is None:
+        ref, cur = reference[columns], current[columns]
     if rows is not None:
         # Numeric columns get the distance the full data would get: a sample may miss rare values and so
         # cross the 5-distinct-values line. (Categorical columns always get Jensen-Shannon on more than 1000

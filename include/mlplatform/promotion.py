@@ -10,7 +10,6 @@ rollback, or a person in the MLflow UI), the decision is stale and is refused to
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -95,6 +94,23 @@ def move_champion(lake: "Lake", mlc: "MlflowClient", model: str, to_version: str
     return entry
 
 
+def logged_move(lake: "Lake", mlc: "MlflowClient", model: str, seen: Snapshot, to_version: str,
+                run_id: str) -> PromotionEntry | None:
+    """On a re-run of a promotion: the entry it already logged (the one right after ``seen``, to the same
+    version, for the same training run), or None. If the first try died between the log and the alias,
+    the alias is moved now, unless a later entry has moved it since."""
+    path = _entry_path(model, seen.log_head + 1)
+    if not lake.exists(path):
+        return None
+    entry = PromotionEntry(**lake.read_json(path))
+    if entry.to_version != str(to_version) or entry.evidence.get("run_id") != run_id:
+        return None
+    current = registry.version_by_alias(mlc, model, registry.CHAMPION)
+    if log_head(lake, model) == entry.seq and (current is None or str(current.version) != entry.to_version):
+        registry.set_alias(mlc, model, registry.CHAMPION, entry.to_version)
+    return entry
+
+
 def previous_champion(lake: "Lake", model: str, current: str | None) -> str:
     """The version that was champion before ``current`` became champion, per the log."""
     for entry in reversed(entries(lake, model)):
@@ -102,9 +118,3 @@ def previous_champion(lake: "Lake", model: str, current: str | None) -> str:
             return entry["from_version"]
     raise ValueError(f"{model}: the promotion log records no champion before v{current}; name a version explicitly")
 
-
-def default_actor() -> str:
-    try:
-        return f"user:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "user:unknown"

@@ -96,3 +96,23 @@ def test_log_entries_are_never_overwritten(registry_with_versions):
     with pytest.raises(FileExistsError):
         lake().create_exclusive(path, b"{}")
     assert lake().read_json(path) == head
+
+
+def test_a_rerun_promotion_finds_its_logged_move_and_finishes_it(registry_with_versions):
+    """The first try logged its entry and died before moving the alias: the re-run moves it, once."""
+    from mlplatform import promotion, registry
+
+    mlc = registry_with_versions
+    seen = promotion.snapshot(lake(), mlc, MODEL)
+    target = next(v for v in ("1", "2", "3") if v != seen.champion)
+    entry = promotion.move_champion(lake(), mlc, MODEL, target, seen, "promote", "test", "first try",
+                                    evidence={"run_id": "run-a"})
+    if seen.champion:  # undo the alias move only: as if the task died between the log and the alias
+        registry.set_alias(mlc, MODEL, registry.CHAMPION, seen.champion)
+
+    assert promotion.logged_move(lake(), mlc, MODEL, seen, target, "run-b") is None, "another run's move"
+    again = promotion.logged_move(lake(), mlc, MODEL, seen, target, "run-a")
+    assert again == entry
+    assert registry.version_by_alias(mlc, MODEL, registry.CHAMPION).version == target
+    assert promotion.logged_move(lake(), mlc, MODEL, seen, target, "run-a") == entry
+    assert promotion.log_head(lake(), MODEL) == entry.seq, "nothing logged twice"

@@ -178,3 +178,9 @@ def test_performance_report_accepts_float_labels_as_the_lake_stores_them():
     result = performance_report(day(600), day(400), model_config("flight_delay"))
     assert 0.6 < result.metrics["roc_auc"] < 1 and 0.6 < result.metrics["validation_auc"] < 1
     assert result.metrics["rows"] == 400 and "ROC" in result.html
+
+
+def test_effect_size_ignores_infinite_values():
+    reference = pd.Series([1.0, 2.0, 3.0, 4.0, np.inf])
+    current = pd.Series([1.0, 2.0, 3.0, 4.0, -np.inf, np.nan])
+    assert effect_size(reference, current, categorical=False) == 0.0

@@ -241,6 +241,9 @@ def test_plugin_serves_the_page_and_report_files(client):
     report = client.get("/flight_delay/2013-03-01/drift_report.html")
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Drift report flight_delay 2013-03-01" in report.text
+    assert report.headers["content-security-policy"] == "sandbox allow-scripts", "no Airflow session for its scripts"
+    summary = client.get("/flight_delay/2013-03-01/summary.json")
+    assert summary.status_code == 200 and "content-security-policy" not in summary.headers
     js = client.get(f"/static/{reports_page.plotly_js_name()}")
     assert js.status_code == 200 and "immutable" in js.headers["cache-control"]
 
