@@ -32,7 +32,7 @@ import pandas as pd
 
 from mlplatform.config import Feature, ModelConfig, model_config
 from mlplatform.devstack.seed import raw_flights, split_flights
-from mlplatform.monitoring import PREDICTION_COLUMN
+from mlplatform.evidently_reports import PREDICTION_COLUMN
 
 GOAL_SECONDS, GOAL_RSS_MB, GOAL_AGREEMENT = 30.0, 2048.0, 0.95
 NUMERIC = ("distance", "sched_dep_hour", "sched_arr_hour", "flight_number", "day_of_year", "day_of_week",
@@ -110,7 +110,7 @@ def full_evidently(reference: pd.DataFrame, current: pd.DataFrame, cfg: ModelCon
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
-    from mlplatform.monitoring import column_drifts
+    from mlplatform.evidently_reports import column_drifts
 
     numeric = [f.name for f in cfg.drift_features if f.kind == "numeric"] + [PREDICTION_COLUMN]
     categorical = [f.name for f in cfg.drift_features if f.kind == "categorical"]
@@ -124,7 +124,7 @@ def full_evidently(reference: pd.DataFrame, current: pd.DataFrame, cfg: ModelCon
 
 
 def sampled_platform(reference: pd.DataFrame, current: pd.DataFrame, cfg: ModelConfig, max_rows: int):
-    from mlplatform.monitoring import drift_report
+    from mlplatform.evidently_reports import drift_report
 
     result = drift_report(reference, current, cfg, max_rows=max_rows)
     return result.columns, result.html, result.sample_rows
@@ -169,7 +169,7 @@ def sampled_score_spread(reference: pd.DataFrame, current: pd.DataFrame, cfg: Mo
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
 
-    from mlplatform.monitoring import default_drift_method, sample_frame
+    from mlplatform.evidently_reports import default_drift_method, sample_frame
 
     spread = {}
     for feature in [*cfg.drift_features, Feature(PREDICTION_COLUMN, PREDICTION_COLUMN, "numeric")]:
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true", help="sampled runs only (no agreement)")
     args = parser.parse_args()
 
-    from mlplatform.monitoring import DRIFT_SAMPLE_ROWS
+    from mlplatform.evidently_reports import DRIFT_SAMPLE_ROWS
 
     max_rows = args.max_rows or DRIFT_SAMPLE_ROWS
     reference, current = bench_frames(args.rows)

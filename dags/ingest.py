@@ -44,16 +44,16 @@ def build(cfg: ModelConfig):
         @task
         def ingest_labels() -> dict:
             """Outcomes that became available before the cut-off (after the configured label delay)."""
-            from mlplatform import jobs
+            from mlplatform import ingest
 
-            return _fail_on_bad_data(jobs.ingest_labels, cfg.name, logical_ds())
+            return _fail_on_bad_data(ingest.ingest_labels, cfg.name, logical_ds())
 
         @task(outlets=[features_asset(cfg.name)])
         def ingest_features(*, outlet_events) -> dict:
             """The day's scheduled rows with weather as of the cut-off; its Asset event triggers scoring."""
-            from mlplatform import jobs
+            from mlplatform import ingest
 
-            result = _fail_on_bad_data(jobs.ingest_features, cfg.name, logical_ds())
+            result = _fail_on_bad_data(ingest.ingest_features, cfg.name, logical_ds())
             outlet_events[features_asset(cfg.name)].extra = {"days": [result["ds"]], **result}
             return result
 

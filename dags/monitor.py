@@ -29,9 +29,9 @@ def build(cfg: ModelConfig):
     def monitor():
         @task
         def drift_reports() -> list[dict]:
-            from mlplatform import jobs
+            from mlplatform import monitoring
 
-            return [jobs.monitor(cfg.name, ds) for ds in triggered_days()]
+            return [monitoring.monitor(cfg.name, ds) for ds in triggered_days()]
 
         @task.branch
         def decide(outcomes: list[dict]) -> str:
@@ -40,11 +40,11 @@ def build(cfg: ModelConfig):
 
         @task(outlets=[retrain_request_asset(cfg.name)])
         def request_retrain(outcomes: list[dict], *, outlet_events) -> str:
-            from mlplatform import jobs
+            from mlplatform import alerts
 
             for outcome in outcomes:
                 if outcome["action"] != "none":
-                    jobs.alert_monitoring(cfg.name, outcome)
+                    alerts.drift_alert(cfg.name, outcome)
             newest = max((o for o in outcomes if o["action"] == "retrain"), key=lambda o: o["ds"])
             outlet_events[retrain_request_asset(cfg.name)].extra = {"cutoff_ds": newest["ds"],
                                                                    "reason": newest["reason"]}
@@ -52,11 +52,11 @@ def build(cfg: ModelConfig):
 
         @task
         def alert_only(outcomes: list[dict]) -> None:
-            from mlplatform import jobs
+            from mlplatform import alerts
 
             for outcome in outcomes:
                 if outcome["action"] == "alert":
-                    jobs.alert_monitoring(cfg.name, outcome)
+                    alerts.drift_alert(cfg.name, outcome)
 
         @task
         def nothing_to_do() -> None:

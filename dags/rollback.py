@@ -28,10 +28,10 @@ def build(cfg: ModelConfig):
     def rollback():
         @task(pool=PROMOTION_POOL, retries=0)
         def move_champion_back() -> dict:
-            from mlplatform import jobs
+            from mlplatform import promotion
 
             params = get_current_context()["params"]
-            return jobs.rollback(cfg.name, str(params["version"]), actor=actor(), reason=params["reason"])
+            return promotion.rollback(cfg.name, str(params["version"]), actor=actor(), reason=params["reason"])
 
         move_champion_back()
 

@@ -27,9 +27,9 @@ def build(cfg: ModelConfig):
     def score():
         @task(outlets=[predictions_asset(cfg.name)])
         def score_days(*, outlet_events) -> list[dict]:
-            from mlplatform import jobs
+            from mlplatform import scoring
 
-            results = [r for r in (jobs.score(cfg.name, ds) for ds in triggered_days()) if r]
+            results = [r for r in (scoring.score(cfg.name, ds) for ds in triggered_days()) if r]
             if not results:
                 raise AirflowSkipException(f"{cfg.name} has no champion yet; nothing scored")
             outlet_events[predictions_asset(cfg.name)].extra = {"days": [r["ds"] for r in results]}

@@ -56,20 +56,20 @@ def build(cfg: ModelConfig):
     def train():
         @task
         def train_challenger() -> dict:
-            from mlplatform import jobs
+            from mlplatform import training
 
             cutoff, reason = _request()
             params = get_current_context()["params"]
-            return jobs.train_challenger(cfg.name, cutoff, reason, window_days=params.get("window_days"),
+            return training.train_challenger(cfg.name, cutoff, reason, window_days=params.get("window_days"),
                                          search_budget=params.get("search_budget"), logical_date=logical_ds())
 
         # Retries would repeat a compare-and-set that already failed for a reason: a stale decision.
         @task(pool=PROMOTION_POOL, retries=0)
         def promote(outcome: dict) -> dict:
-            from mlplatform import jobs
+            from mlplatform import promotion
 
             force = bool(get_current_context()["params"].get("force_promote"))
-            return jobs.promote(cfg.name, outcome, force=force, actor=actor())
+            return promotion.promote(cfg.name, outcome, force=force, actor=actor())
 
         promote(train_challenger())
 

@@ -70,10 +70,11 @@ def _known_models() -> dict[str, str]:
 def page(request: Request) -> Response:
     if not request.url.path.endswith("/"):  # relative links on the page need the trailing slash
         return RedirectResponse(f"{request.url.path}/", status_code=307)
-    from mlplatform import jobs, reports_page
+    from mlplatform import reports_page
     from mlplatform.config import settings
+    from mlplatform.lake import default_lake
 
-    env, lake = settings(), jobs.lake()
+    env, lake = settings(), default_lake()
     reports = [reports_page.model_reports(lake, name, description, env.mlflow_tracking_uri)
                for name, description in _known_models().items()]
     html = reports_page.render_page(reports, env.lake_uri, env.mlflow_tracking_uri)
@@ -93,10 +94,11 @@ def static(name: str) -> Response:
 
 @app.get("/{model}/{ds}/{file}")
 def report(model: str, ds: str, file: str) -> Response:
-    from mlplatform import jobs, reports_page
+    from mlplatform import reports_page
+    from mlplatform.lake import default_lake
 
     try:
-        payload, media_type = reports_page.report_file(jobs.lake(), set(_known_models()), model, ds, file)
+        payload, media_type = reports_page.report_file(default_lake(), set(_known_models()), model, ds, file)
     except reports_page.ReportNotFound:
         raise HTTPException(status_code=404, detail="Not found") from None
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

@@ -100,7 +100,7 @@ _DRIFT_DECISIONS = {"retrain": (":rotating_light:", "Retraining requested"),
 
 
 def drift_alert(model: str, outcome: dict) -> str:
-    """The monitor's decision for one day (``outcome`` as ``jobs.monitor`` returns it), with the most
+    """The monitor's decision for one day (``outcome`` as ``monitoring.monitor`` returns it), with the most
     drifted features and their effect sizes. Returns where the alert went ("slack" or "outbox")."""
     ds, action, reason = outcome["ds"], outcome["action"], outcome["reason"]
     emoji, decision = _DRIFT_DECISIONS.get(action, (":grey_question:", action))
@@ -125,7 +125,7 @@ def drift_alert(model: str, outcome: dict) -> str:
 def gate_alert(model: str, version: str, outcome: dict, promoted: bool, action: str, actor: str,
                from_version: str | None) -> str:
     """A challenger promoted or rejected, with the gate's evidence (``outcome`` as
-    ``jobs.train_challenger`` returns it). ``action`` is ``promote``, ``manual_promote`` or ``reject``;
+    ``training.train_challenger`` returns it). ``action`` is ``promote``, ``manual_promote`` or ``reject``;
     ``from_version`` is the champion before the move (for a rejection: the champion that stays)."""
     gate = outcome["gate"]
     low, high = gate["ci95"]

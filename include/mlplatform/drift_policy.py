@@ -22,7 +22,8 @@ A single drifted day is noise more often than not, so the policy debounces:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date
+
+from mlplatform.dates import days_between
 
 RETRAIN, ALERT, NOTHING = "retrain", "alert", "none"
 
@@ -125,7 +126,7 @@ def decide(history: list[DayObservation], policy: DriftPolicy, champion_cutoff_d
     if last_training_ds and last_training_ds >= today.ds:
         last_training_ds = None  # today's own request, or a later run's (a backfill): a re-run decides the same
     anchor = max((d for d in (champion_cutoff_ds, last_training_ds) if d), default=None)
-    in_cooldown = anchor is not None and _days_between(anchor, today.ds) < policy.cooldown_days
+    in_cooldown = anchor is not None and days_between(anchor, today.ds) < policy.cooldown_days
     underperforms = realized is not None and validation_auc is not None and \
         realized < validation_auc - policy.max_auc_drop
     trigger = None
@@ -139,7 +140,7 @@ def decide(history: list[DayObservation], policy: DriftPolicy, champion_cutoff_d
         if in_cooldown:
             return outcome(ALERT, "cooldown", f"{message}; in cooldown after the {anchor} training")
         return outcome(RETRAIN, reason, message)
-    age = _days_between(anchor, today.ds) if anchor else None
+    age = days_between(anchor, today.ds) if anchor else None
     if policy.max_age_days and age is not None and age >= policy.max_age_days:
         return outcome(RETRAIN, "age", f"no retraining for {age} days (at most {policy.max_age_days}); "
                                        f"{drifted} of the last {len(judged)} judged days drifted")
@@ -150,10 +151,6 @@ def decide(history: list[DayObservation], policy: DriftPolicy, champion_cutoff_d
                        f"drifted share {share:.2f} today, but only {drifted} of {len(judged)} judged days drifted "
                        f"(needs {policy.drifted_days})")
     return outcome(NOTHING, "stable", f"drifted share {share:.2f} is below {policy.share:.2f}")
-
-
-def _days_between(earlier: str, later: str) -> int:
-    return (date.fromisoformat(later) - date.fromisoformat(earlier)).days
 
 
 def observation_from_dict(raw: dict) -> DayObservation:

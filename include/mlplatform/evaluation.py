@@ -6,8 +6,8 @@
   ``drift_policy.decide`` each day, and a training (through the gate) whenever it says "retrain".
 
 Everything uses the platform's own functions: the lake, the data contracts, the as-of context join,
-``training.assemble_training_set``/``time_split``/``fit``, ``gates.decide_promotion``,
-``monitoring.drift_report`` and ``drift_policy.decide``. Decisions use only what is known at the
+``training.fit_challenger`` (the train DAG's own core, search budget 0), ``gates.decide_promotion``,
+``evidently_reports.drift_report`` and ``drift_policy.decide``. Decisions use only what is known at the
 day's cut-off (D 00:00); realized metrics, computed from the true outcomes, are for reporting only.
 
 The order of one day D, at D 00:00: score D with the champion in force, monitor D, then decide;
@@ -34,7 +34,8 @@ from mlplatform import contracts, drift_policy, gates, training
 from mlplatform.config import REPO_ROOT, ModelConfig, model_config
 from mlplatform.features import build_features, build_target
 from mlplatform.lake import Lake
-from mlplatform.training import FEATURES_AREA, LABELS_AREA, day, day_range, days_between, shift
+from mlplatform.dates import day, day_range, days_between, shift
+from mlplatform.lake import FEATURES_AREA, LABELS_AREA
 
 if TYPE_CHECKING:
     import numpy as np
@@ -106,10 +107,10 @@ def lake_fingerprint(cfg: ModelConfig) -> str:
 def materialise_lake(lake: Lake, cfg: ModelConfig, tables: SourceTables, first_ds: str, last_ds: str,
                      rebuild: bool = False) -> dict:
     """Feature and label partitions for every day in [first_ds, last_ds], exactly as the ingest jobs
-    cut them (``jobs.ingest_features``/``jobs.ingest_labels``), but read from the seed frames:
+    cut them (``ingest.ingest_features``/``ingest.ingest_labels``), but read from the seed frames:
     features ds=D are flights scheduled in [D, D+1) with the context joined as of D 00:00
-    (``jobs.join_as_of``); labels ds=D are outcomes available in [D-1-delay, D-delay)."""
-    from mlplatform.jobs import _interval, join_as_of
+    (``ingest.join_as_of``); labels ds=D are outcomes available in [D-1-delay, D-delay)."""
+    from mlplatform.ingest import day_interval, join_as_of
 
     fingerprint = lake_fingerprint(cfg)
     written = kept = 0
@@ -121,7 +122,7 @@ def materialise_lake(lake: Lake, cfg: ModelConfig, tables: SourceTables, first_d
                 kept += 1
                 continue
             if area == FEATURES_AREA:
-                start, end = _interval(ds)
+                start, end = day_interval(ds)
                 frame, manifest = _checked(tables.schedule, cfg.source.table, cfg.source.contract, start, end)
                 if cfg.context is not None:
                     ctx = cfg.context
@@ -130,7 +131,7 @@ def materialise_lake(lake: Lake, cfg: ModelConfig, tables: SourceTables, first_d
                     frame = join_as_of(frame, observed, ctx)
                     manifest["context"] = ctx_manifest
             else:
-                start, end = _interval(shift(ds, -1 - cfg.labels.delay_days))
+                start, end = day_interval(shift(ds, -1 - cfg.labels.delay_days))
                 frame, manifest = _checked(tables.outcomes, cfg.labels.table, cfg.labels.contract, start, end)
             lake.commit_partition(area, cfg.name, ds, frame, {**manifest, "fingerprint": fingerprint})
             written += 1
@@ -142,28 +143,30 @@ def materialise_lake(lake: Lake, cfg: ModelConfig, tables: SourceTables, first_d
 # -- models, trainings and the gate ---------------------------------------------------------------
 @dataclass
 class Challenger:
-    """One training with cut-off ``cutoff_ds``; deterministic, so strategies share it."""
+    """One training with cut-off ``cutoff_ds`` (``training.fit_challenger``, the train DAG's own core);
+    deterministic, so strategies share it."""
     cutoff_ds: str
-    model: object
-    dataset_version: str
-    train_rows: "pd.DataFrame"
-    holdout: "pd.DataFrame"
-    holdout_features: "pd.DataFrame"
-    holdout_scores: "np.ndarray"
-    holdout_auc: float
+    trained: training.TrainedChallenger
     audit: dict
     seconds: float
     _reference: "pd.DataFrame | None" = None
 
-    def reference(self, cfg: ModelConfig) -> "pd.DataFrame":
-        """The drift reference, as ``jobs._write_reference`` keeps it: the last ``reference_rows``
-        training rows' features with this model's scores."""
-        from mlplatform.monitoring import PREDICTION_COLUMN
+    @property
+    def model(self):
+        return self.trained.model
 
+    @property
+    def holdout_auc(self) -> float:
+        return self.trained.metrics["roc_auc"]
+
+    @property
+    def dataset_version(self) -> str:
+        return self.trained.dataset.version
+
+    def reference(self) -> "pd.DataFrame":
+        """The drift reference, as the train job writes it (``TrainedChallenger.reference``)."""
         if self._reference is None:
-            reference = build_features(self.train_rows.tail(cfg.thresholds.reference_rows), cfg)
-            reference[PREDICTION_COLUMN] = self.model.predict_proba(reference)[:, 1]
-            self._reference = reference.reset_index(drop=True)
+            self._reference = self.trained.reference()
         return self._reference
 
 
@@ -185,10 +188,10 @@ class Strategy:
 class Replay:
     """Caches shared by the strategies: day frames, challengers, scores, gate decisions, drift reports."""
 
-    def __init__(self, lake: Lake, cfg: ModelConfig, tables: SourceTables):
+    def __init__(self, lake: Lake, cfg: ModelConfig, tables: SourceTables, search_budget: int = 0):
         import pandas as pd
 
-        self.lake, self.cfg, self.tables = lake, cfg, tables
+        self.lake, self.cfg, self.tables, self.search_budget = lake, cfg, tables, search_budget
         self._days: dict[str, dict] = {}
         self._challengers: dict[str, Challenger] = {}
         self._scores: dict[tuple[str, str], "np.ndarray"] = {}
@@ -227,23 +230,13 @@ class Replay:
     def challenger(self, cutoff_ds: str) -> Challenger:
         if cutoff_ds not in self._challengers:
             started = time.perf_counter()
-            cfg = self.cfg
-            dataset = training.assemble_training_set(self.lake, cfg, cutoff_ds)
-            training.save_training_set(self.lake, cfg, dataset)
-            train_rows, holdout = training.time_split(dataset.frame, cfg.source.event_time, cfg.training.holdout_days)
-            if len(train_rows) < cfg.training.min_training_rows:
-                raise ValueError(f"{cfg.name}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
-            model = training.fit(train_rows, cfg)
-            holdout_features = build_features(holdout, cfg)
-            scores = model.predict_proba(holdout_features)[:, 1]
-            metrics = training.score_metrics(holdout[cfg.target.name], scores, cfg)
+            trained = training.fit_challenger(self.lake, self.cfg, cutoff_ds, search_budget=self.search_budget)
             seconds = time.perf_counter() - started
             self.timings["training"] += seconds
-            self._challengers[cutoff_ds] = Challenger(
-                cutoff_ds, model, dataset.version, train_rows, holdout, holdout_features, scores,
-                metrics["roc_auc"], self._audit(dataset.frame, cutoff_ds, train_rows, holdout), seconds)
+            audit = self._audit(trained.dataset.frame, cutoff_ds, trained.train_rows, trained.holdout)
+            self._challengers[cutoff_ds] = Challenger(cutoff_ds, trained, audit, seconds)
             log.info("trained cut-off %s: %d training + %d holdout rows, holdout AUC %.4f, %.1f s",
-                     cutoff_ds, len(train_rows), len(holdout), metrics["roc_auc"], seconds)
+                     cutoff_ds, len(trained.train_rows), len(trained.holdout), trained.metrics["roc_auc"], seconds)
         return self._challengers[cutoff_ds]
 
     def _audit(self, frame, cutoff_ds: str, train_rows, holdout) -> dict:
@@ -262,32 +255,31 @@ class Replay:
         return self._scores[key]
 
     def gate(self, challenger: Challenger, champion: Champion | None) -> gates.PromotionDecision:
-        """``gates.decide_promotion`` exactly as ``jobs`` calls it: both models on the challenger's holdout."""
+        """``gates.decide_promotion`` exactly as ``training.train_challenger`` calls it: both models on the challenger's holdout."""
         key = (challenger.cutoff_ds, champion.cutoff_ds if champion else None)
         if key not in self._gates:
             started = time.perf_counter()
-            cfg, holdout = self.cfg, challenger.holdout
+            trained = challenger.trained
             champion_scores = None
             if champion is not None:
                 champion_model = self.challenger(champion.cutoff_ds).model
-                champion_scores = champion_model.predict_proba(challenger.holdout_features)[:, 1]
+                champion_scores = champion_model.predict_proba(trained.holdout_features)[:, 1]
             self._gates[key] = gates.decide_promotion(
-                holdout[cfg.target.name].to_numpy(), challenger.holdout_scores, champion_scores,
-                {col: holdout[col].astype(str).to_numpy() for col in cfg.gate.segments}, cfg.gate,
-                prior_rate=float(challenger.train_rows[cfg.target.name].mean()))
+                trained.holdout[self.cfg.target.name].to_numpy(), trained.holdout_scores, champion_scores,
+                trained.holdout_segments(), self.cfg.gate, prior_rate=trained.prior_rate)
             self.timings["gate"] += time.perf_counter() - started
         return self._gates[key]
 
     def drift(self, cutoff_ds: str, ds: str) -> tuple:
         """The monitor's report for ``ds`` scored by the champion trained to ``cutoff_ds``."""
-        from mlplatform.monitoring import PREDICTION_COLUMN, drift_report
+        from mlplatform.evidently_reports import PREDICTION_COLUMN, drift_report
 
         key = (cutoff_ds, ds)
         if key not in self._drift:
             started = time.perf_counter()
             current = self.day(ds)["features"].copy()
             current[PREDICTION_COLUMN] = self.scores(cutoff_ds, ds)
-            result = drift_report(self.challenger(cutoff_ds).reference(self.cfg), current, self.cfg)
+            result = drift_report(self.challenger(cutoff_ds).reference(), current, self.cfg)
             self._drift[key] = (result.verdicts(), result.drift_share)
             self.timings["drift_report"] += time.perf_counter() - started
         return self._drift[key]
@@ -353,7 +345,7 @@ def run_strategy(replay: Replay, name: str, start: str, end: str,
         raise RuntimeError(f"{name}: the first training (cut-off {start}) did not pass the gate")
     last_training_ds = start
     observations: dict[str, drift_policy.DayObservation] = {}
-    lookback = policy.window_days + policy.cooldown_days + policy.performance_days  # as jobs._recent_observations
+    lookback = policy.window_days + policy.cooldown_days + policy.performance_days  # as monitoring._recent_observations
     for ds in day_range(start, end):
         # 1. score the day with the champion in force; realized metrics are for the report only
         row = {"ds": ds, "champion": champion.cutoff_ds, "rows": replay.day(ds)["rows"],
@@ -506,7 +498,7 @@ def render_markdown(result: dict) -> str:
         "",
         "- **As-of rules.** A run for day D has cut-off D 00:00 (naive local time). Feature partition "
         "ds=D holds the flights scheduled in [D, D+1) with the weather at the origin as of the cut-off "
-        f"(latest observation in the {meta['context_lookback_hours']} h before, `jobs.join_as_of`); label "
+        f"(latest observation in the {meta['context_lookback_hours']} h before, `ingest.join_as_of`); label "
         "partition ds=D holds the outcomes whose `AVAILABLE_AT` (landing time) lies in "
         f"[D-1-delay, D-delay) with delay {meta['label_delay_days']} day(s). The lake (`file://`, under the "
         "work directory) is materialised once for every day of 2013 up to the end of the replay from the "
@@ -526,11 +518,11 @@ def render_markdown(result: dict) -> str:
         f"- **frozen**: that first training only. **scheduled**: a training every {SCHEDULE_EVERY_DAYS} days "
         f"(cut-offs {meta['start']} + 7k). **drift-triggered**: each day `monitoring.drift_report` "
         "(Evidently) compares the day's drift features and scores with the champion's reference (the last "
-        f"{meta['reference_rows']} training rows and their scores, as `jobs._write_reference` keeps them); "
+        f"{meta['reference_rows']} training rows and their scores, as `TrainedChallenger.reference` builds them); "
         "its `verdicts()` form the day's `DayObservation`. A past day's observation gets its realized AUC "
         "from the labels in partitions ds <= D, i.e. available before D 00:00. `drift_policy.decide` "
         "gets the observations of the days scored by the current champion (at most "
-        "window + cooldown + performance days back, as `jobs._recent_observations`), the champion's "
+        "window + cooldown + performance days back, as `monitoring._recent_observations`), the champion's "
         "cut-off and its validation AUC (holdout AUC at its training).",
         f"- **Drift policy** (`drift_policy:` in the model YAML): {policy}.",
         f"- **Runtime**: {meta['wall_seconds']:.0f} s wall time in total on this machine "

@@ -87,7 +87,7 @@ def dashboard_panels(model: str) -> list["DashboardPanelPlot"]:
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 
-    from mlplatform.monitoring import PREDICTION_COLUMN
+    from mlplatform.evidently_reports import PREDICTION_COLUMN
 
     panels = [
         line_plot_panel("Share of drifted columns", size="half", values=[
@@ -216,7 +216,8 @@ def sync_from_lake(lake: "Lake", model: str, reports_area: str, path: Path | str
 
 def main(argv: list[str] | None = None) -> None:
     from mlplatform.config import model_configs
-    from mlplatform.jobs import REPORTS_AREA, lake
+    from mlplatform.lake import REPORTS_AREA
+    from mlplatform.lake import default_lake as lake
 
     parser = argparse.ArgumentParser(prog="python -m mlplatform.evidently_workspace",
                                      description="Copy the monitor's Evidently runs from the lake to the local workspace.")

@@ -26,6 +26,16 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 
+# The lake's top-level areas, named once here.
+FEATURES_AREA = "datasets"          # ingested feature rows, one partition per day
+LABELS_AREA = "labels"              # outcomes, by the day they became available
+PREDICTIONS_AREA = "predictions"    # scored days
+REPORTS_AREA = "reports"            # daily monitoring reports and summaries
+REFERENCE_AREA = "reference"        # drift and validation references of each training run
+QUARANTINE_AREA = "quarantine"      # rejected batches and why
+TRAINING_SETS_AREA = "training_sets"
+PROMOTIONS_AREA = "promotions"      # the append-only promotion log
+
 
 @dataclass(frozen=True)
 class Partition:
@@ -124,6 +134,13 @@ def _write_parquet_stream(sink, batches: Iterable) -> tuple[int, "pd.DataFrame"]
 def _is_local(fs) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
+
+
+def default_lake() -> "Lake":
+    """The platform's lake, from the settings (MLOPS_LAKE_URI)."""
+    from mlplatform.config import settings
+
+    return Lake(settings().lake_uri)
 
 
 class Lake:

@@ -16,8 +16,8 @@ import json
 import sys
 
 from mlplatform.config import model_config, settings
-from mlplatform.jobs import PREDICTIONS_AREA, lake
-from mlplatform.training import FEATURES_AREA, TRAINING_SETS_AREA
+from mlplatform.lake import FEATURES_AREA, PREDICTIONS_AREA, TRAINING_SETS_AREA
+from mlplatform.lake import default_lake as lake
 
 
 def backward(model: str, ds: str, key: str | None = None) -> dict:

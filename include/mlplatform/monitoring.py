@@ -1,289 +1,161 @@
-"""Evidently reports: a day's predictions against the champion's reference data.
+"""The monitoring stage: a day's drift and data-quality report, the realized performance of the most
+recent fully labelled day, and the retraining policy's decision.
 
-Drift at scale: when either side has more than ``max_rows`` rows, the drift report runs on a
-uniform random sample (without replacement, fixed seed) of each side. On large samples Evidently
-judges drift by distances (normed Wasserstein for numeric columns, Jensen-Shannon for categorical
-ones and for numeric columns with at most 5 distinct values, both with threshold 0.1). Those distances
-are consistent estimates: from 100k rows per side their standard deviation is at most about 0.006,
-so the sample keeps the full data's verdict of every column more than about 0.02 from the threshold.
-The test is chosen on the full data, as a full-data run would choose it. See README "Drift reports at
-scale and the Evidently UI" and bench/bench_drift.py for the numbers.
+Evidently does the reports (``mlplatform.evidently_reports``); ``drift_policy.decide`` decides. Each day's
+inputs and outcome are written under ``reports/<model>/ds=<day>/``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
 
-from mlplatform.config import ModelConfig
-from mlplatform.drift_policy import ColumnVerdict
-
-if TYPE_CHECKING:
-    import pandas as pd
+from mlplatform import drift_policy, registry
+from mlplatform.config import ModelConfig, model_config, settings
+from mlplatform.dates import checked_ds, shift
+from mlplatform.lake import LABELS_AREA, PREDICTIONS_AREA, REPORTS_AREA, default_lake
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMN = "score"
 
-# Rows per side above which the drift report samples; chosen with bench/bench_drift.py (1M vs 1M rows,
-# 20 features: 30 s and 2 GB budget, verdicts as a full-data run's). None disables sampling.
-DRIFT_SAMPLE_ROWS = 100_000
-DRIFT_SAMPLE_SEED = 0
-# Evidently switches from p-value tests to distances above this many reference rows
-# (evidently.legacy.calculations.stattests.registry._get_default_stattest): a sample must stay above it.
-EVIDENTLY_SMALL_SAMPLE_ROWS = 1000
-# A Jensen-Shannon distance estimated from n rows per side is inflated by about sqrt((k - 1) / (4 n)) for
-# k categories (0.026 for k = 266 at 100k rows), which near the 0.1 threshold moves it by about
-# (k - 1) / (8 * 0.1 * n). Sampling keeps at least this many rows per category so that shift stays
-# below 0.005: high-cardinality columns need bigger samples (a 4000-category column, the full data).
-JS_ROWS_PER_CATEGORY = 250
-# Evidently's default tests: the name a given test keeps in the report -> the name of a resolved default.
-METHOD_NAMES = {"wasserstein": "Wasserstein distance (normed)", "jensenshannon": "Jensen-Shannon distance",
-                "ks": "K-S p_value", "chisquare": "chi-square p_value", "z": "Z-test p_value"}
-_DISTANCES = ("wasserstein", "jensenshannon")
+def monitor(model: str, ds: str) -> dict:
+    """The day's drift and data-quality report against the champion's reference; the realized
+    performance of the most recent fully labelled day; then the retraining policy's decision."""
+    from mlplatform.evidently_reports import drift_report
 
-
-@dataclass(frozen=True)
-class ColumnDrift:
-    column: str
-    method: str
-    score: float
-    threshold: float
-    drifted: bool
-    effect_size: float = 0.0
-
-
-@dataclass(frozen=True)
-class DriftResult:
-    columns: list[ColumnDrift]
-    html: str
-    metrics: dict
-    # The Evidently run itself (an ``evidently.core.report.Snapshot``), e.g. for mlplatform.evidently_workspace.
-    snapshot: Any = field(default=None, repr=False, compare=False)
-    reference_rows: int = 0
-    current_rows: int = 0
-    sample_rows: int | None = None  # rows per side the report analysed when it sampled; None: all rows
-
-    @property
-    def sampled(self) -> bool:
-        return self.sample_rows is not None
-
-    @property
-    def drift_share(self) -> float:
-        return sum(c.drifted for c in self.columns) / len(self.columns) if self.columns else 0.0
-
-    def top_drifted(self, n: int = 5) -> list[ColumnDrift]:
-        drifted = [c for c in self.columns if c.drifted]
-        return sorted(drifted, key=lambda c: c.effect_size, reverse=True)[:n]
-
-    def verdicts(self) -> tuple[ColumnVerdict, ...]:
-        return tuple(ColumnVerdict(c.column, c.drifted, c.effect_size) for c in self.columns)
+    cfg, ds, lake = model_config(model), checked_ds(ds), default_lake()
+    current, scored_by = _scored_day(cfg, ds)
+    if current is None:
+        raise FileNotFoundError(f"{model}: no committed predictions for {ds}")
+    reference = lake.read_frame(scored_by.tags["reference_path"])
+    result = drift_report(reference, current, cfg)
+    labelled_day = evaluate_labelled_day(cfg, ds)
+    today = drift_policy.DayObservation(ds=ds, rows=len(current), columns=result.verdicts())
+    history = _recent_observations(cfg, ds) + [today]
+    validation_auc = scored_by.tags.get("holdout_auc")
+    decision = drift_policy.decide(history, cfg.drift_policy, scored_by.tags.get("cutoff_ds"),
+                                   float(validation_auc) if validation_auc else None, last_training_ds(cfg, ds))
+    report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={ds}"
+    summary = {
+        "model": cfg.name, "ds": ds, "model_version": scored_by.version, "rows": len(current),
+        "drift_share": result.drift_share, "observation": asdict(today), "decision": decision.as_dict(),
+        "columns": [asdict(c) for c in result.columns], "labelled_day": labelled_day,
+    }
+    previous = _read_summary(cfg, ds) or {}
+    if "performance" in previous:  # written when this day's labels arrived; a re-run keeps it
+        summary["performance"] = previous["performance"]
+        summary["observation"] = {**summary["observation"], **_realized(previous["performance"])}
+    lake.write_bytes(f"{report_dir}/drift_report.html", result.html.encode())
+    lake.write_json(f"{report_dir}/evidently.json", result.metrics)
+    _write_evidently_run(report_dir, result.snapshot, "drift")
+    lake.write_json(f"{report_dir}/summary.json", summary)
+    registry.log_monitoring_run(cfg.name, ds, scored_by, _monitoring_metrics(summary),
+                                {"drift_report.html": result.html, "summary.json": summary})
+    return {"ds": ds, "action": decision.action, "reason": decision.reason, "message": decision.message,
+            "drift_share": result.drift_share, "effective_share": decision.effective_share,
+            "report_uri": lake.uri(f"{report_dir}/drift_report.html"), "labelled_day": labelled_day,
+            "top_drifted": [(c.column, round(c.effect_size, 4)) for c in result.top_drifted()]}
 
 
-def effect_size(reference: "pd.Series", current: "pd.Series", categorical: bool) -> float:
-    """How large a shift is, whatever its significance: the Jensen-Shannon distance (base 2, in [0, 1])
-    between category frequencies, or the Wasserstein distance in units of the reference's standard
-    deviation. These are the measures Evidently itself uses on large samples; both are consistent
-    estimates, so a uniform sample of each side gives the full data's value to within sampling error."""
-    import numpy as np
-    from scipy.spatial.distance import jensenshannon
-    from scipy.stats import wasserstein_distance
-
-    ref, cur = _non_null(reference), _non_null(current)  # an inf would make the distance nan
-    if ref.empty or cur.empty:
-        return 0.0
-    if categorical:  # frequencies keyed by the values' text, whatever the dtype (object, category, numbers)
-        p, q = (s.value_counts(normalize=True) for s in (ref, cur))
-        p, q = (f.set_axis(f.index.astype(str)).groupby(level=0).sum() for f in (p, q))
-        categories = p.index.union(q.index)
-        return float(jensenshannon(p.reindex(categories, fill_value=0.0).to_numpy(),
-                                   q.reindex(categories, fill_value=0.0).to_numpy(), base=2))
-    ref_values, cur_values = ref.to_numpy(dtype=float), cur.to_numpy(dtype=float)
-    spread = float(np.std(ref_values))
-    distance = wasserstein_distance(ref_values, cur_values)
-    return float(distance / spread) if spread > 0 else float(distance > 0)
+def _scored_day(cfg: ModelConfig, ds: str):
+    """The day's predictions and the model version that made them, or (None, None)."""
+    lake = default_lake()
+    part = lake.partition(PREDICTIONS_AREA, cfg.name, ds)
+    if part is None:
+        return None, None
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    return lake.read_partition(part), mlc.get_model_version(cfg.name, part.manifest["model_version"])
 
 
-def _is_drifted(method: str, score: float, threshold: float) -> bool:
-    # Statistical tests report a p-value (drift when small); distances report a size (drift when large).
-    name = METHOD_NAMES.get(method, method).lower()
-    if "p_value" in name or "test" in name:
-        return score < threshold
-    return score >= threshold
+def last_training_ds(cfg: ModelConfig, ds: str) -> str | None:
+    """The latest training cut-off before ``ds`` among all registered versions, promoted or refused. Not
+    the ``challenger`` alias: a backfill re-running an old day must see the trainings that day saw."""
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    cutoffs = [v.tags.get("cutoff_ds") for v in mlc.search_model_versions(f"name = '{cfg.name}'")]
+    return max((c for c in cutoffs if c and c < ds), default=None)
 
 
-def column_drifts(report_dict: dict) -> list[ColumnDrift]:
-    out = []
-    for metric in report_dict["metrics"]:
-        config = metric.get("config", {})
-        if not config.get("type", "").endswith(":ValueDrift"):
-            continue
-        score, threshold = float(metric["value"]), float(config["threshold"])
-        method = METHOD_NAMES.get(config["method"], config["method"])  # a given test keeps its short name
-        out.append(ColumnDrift(config["column"], method, score, threshold, _is_drifted(method, score, threshold)))
-    return out
+def _read_summary(cfg: ModelConfig, ds: str) -> dict | None:
+    lake = default_lake()
+    path = f"{REPORTS_AREA}/{cfg.name}/ds={ds}/summary.json"
+    return lake.read_json(path) if lake.exists(path) else None
 
 
-def sample_frame(frame: "pd.DataFrame", max_rows: int | None, seed: int,
-                 columns: list[str] | None = None) -> "pd.DataFrame":
-    """A uniform random sample of ``max_rows`` rows without replacement (all rows when there are no more
-    than that) of ``columns`` (default: all); the same frame and seed give the same sample."""
-    import numpy as np
-
-    columns = list(frame.columns) if columns is None else columns
-    if max_rows is None or len(frame) <= max_rows:
-        return frame[columns]
-    positions = np.sort(np.random.default_rng(seed).choice(len(frame), size=max_rows, replace=False))
-    return frame.iloc[positions, [frame.columns.get_loc(c) for c in columns]].reset_index(drop=True)
+def _realized(performance: dict) -> dict:
+    return {"realized_auc": performance["roc_auc"], "labelled_rows": int(performance["rows"])}
 
 
-def _non_null(series: "pd.Series") -> "pd.Series":
-    import numpy as np
-
-    if series.dtype.kind == "f":
-        series = series.replace([np.inf, -np.inf], np.nan)
-    return series.dropna()
+def labelled_day_for(cfg: ModelConfig, ds: str) -> str:
+    """The latest day whose flights have all landed by ds's cut-off: a flight of day P lands by the
+    end of P+1 at the latest, and its outcome is ingested delay_days later."""
+    return shift(ds, -2 - cfg.labels.delay_days)
 
 
-def _distinct(*series: "pd.Series") -> set:
+def evaluate_labelled_day(cfg: ModelConfig, ds: str) -> str | None:
+    """Once day P's labels have arrived, its realized performance against the champion's validation
+    performance: an Evidently classification report, and ``performance`` in P's summary."""
     import pandas as pd
 
-    return set().union(*(pd.unique(s.to_numpy()) for s in series))
+    from mlplatform.evidently_reports import PREDICTION_COLUMN, performance_report
+    from mlplatform.features import build_target
+
+    lake = default_lake()
+    day_p = labelled_day_for(cfg, ds)
+    predictions, scored_by = _scored_day(cfg, day_p)
+    summary = _read_summary(cfg, day_p)
+    if predictions is None or summary is None:
+        return None
+    label_parts = lake.list_partitions(LABELS_AREA, cfg.name, shift(day_p, 1), shift(ds, 1))
+    if not label_parts:
+        return None
+    outcomes = pd.concat([lake.read_partition(p) for p in label_parts], ignore_index=True)
+    outcomes = outcomes.drop_duplicates(subset=[cfg.labels.key], keep="last")
+    outcomes[cfg.target.name] = build_target(outcomes, cfg)
+    labelled = predictions.merge(outcomes[[cfg.labels.key, cfg.target.name]], left_on=cfg.source.key,
+                                 right_on=cfg.labels.key).dropna(subset=[cfg.target.name])
+    if labelled[cfg.target.name].nunique() < 2:
+        log.warning("%s: %d labelled rows for %s, not both classes: no performance report", cfg.name, len(labelled), day_p)
+        return None
+    validation = lake.read_frame(scored_by.tags["validation_path"])
+    result = performance_report(validation, labelled[[cfg.target.name, PREDICTION_COLUMN]], cfg)
+    report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={day_p}"
+    lake.write_bytes(f"{report_dir}/performance_report.html", result.html.encode())
+    lake.write_json(f"{report_dir}/performance.json", {"metrics": result.metrics, "evidently": result.evidently})
+    _write_evidently_run(report_dir, result.snapshot, "performance")
+    summary["performance"] = {**result.metrics, "labels_known_at": ds}
+    summary["observation"] = {**summary["observation"], **_realized(result.metrics)}
+    lake.write_json(f"{report_dir}/summary.json", summary)
+    registry.log_monitoring_run(cfg.name, day_p, scored_by, _monitoring_metrics(summary),
+                                {"performance_report.html": result.html, "summary.json": summary})
+    return day_p
 
 
-def default_drift_method(reference: "pd.Series", current: "pd.Series", categorical: bool) -> str:
-    """Evidently's default drift test for a column, as its registry picks it (``_get_default_stattest``):
-    - up to 1000 reference rows: numeric columns with more than 5 distinct values get the two-sample
-      Kolmogorov-Smirnov test, others the chi-squared test (the Z-test for proportions when there are at
-      most 2 values); drift when the p-value is below 0.05;
-    - more than 1000 reference rows: numeric columns with more than 5 distinct values get the Wasserstein
-      distance normed by the reference's standard deviation, others the Jensen-Shannon distance (natural
-      log); drift when the distance is at least 0.1.
-    Rows are counted and values told apart after dropping missing and infinite values."""
-    ref, cur = _non_null(reference), _non_null(current)
-    large = len(ref) > EVIDENTLY_SMALL_SAMPLE_ROWS
-    if categorical and large:
-        return "jensenshannon"
-    values = _distinct(ref)
-    if categorical or len(values) <= 5:  # only the count up to 6 matters for a numeric column
-        values |= _distinct(cur)
-    if not categorical and len(values) > 5:
-        return "wasserstein" if large else "ks"
-    if large:
-        return "jensenshannon"
-    return "chisquare" if len(values) > 2 else "z"
+def _write_evidently_run(report_dir: str, snapshot, kind: str) -> None:
+    """The day's Evidently run, for ``make reports-ui`` to copy into the Evidently workspace."""
+    from mlplatform import evidently_workspace
+
+    default_lake().write_bytes(f"{report_dir}/{evidently_workspace.RUN_FILES[kind]}",
+                               evidently_workspace.run_document(snapshot))
 
 
-def _sampled_numeric_method(reference: "pd.Series", current: "pd.Series", ref_sample: "pd.Series",
-                            cur_sample: "pd.Series") -> str:
-    """default_drift_method on the full data, cheaply: a sample with more than 5 distinct values means
-    the full data has them too."""
-    import numpy as np
-
-    if np.isfinite(reference.to_numpy(dtype=float)).sum() > EVIDENTLY_SMALL_SAMPLE_ROWS \
-            and len(_distinct(_non_null(ref_sample), _non_null(cur_sample))) > 5:
-        return "wasserstein"
-    return default_drift_method(reference, current, categorical=False)
-
-
-def sample_size(ref_sample: "pd.DataFrame", cur_sample: "pd.DataFrame", categorical: list[str], max_rows: int,
-                rows: int) -> int | None:
-    """Rows per side for a sampled drift report, from first samples of ``max_rows`` rows per side of
-    frames whose larger side has ``rows`` rows: ``max_rows``, raised to ``JS_ROWS_PER_CATEGORY`` rows per
-    category of the most varied categorical column (categories too rare to be in the first sample add
-    almost nothing to the estimate's inflation); None (all rows) when that reaches ``rows``."""
-    most = max((len(_distinct(ref_sample[c].dropna(), cur_sample[c].dropna())) for c in categorical), default=1)
-    needed = max(max_rows, JS_ROWS_PER_CATEGORY * (most - 1))
-    return None if needed >= rows else needed
+def _monitoring_metrics(summary: dict) -> dict[str, float]:
+    decision = summary["decision"]
+    metrics = {"drift_share": summary["drift_share"], "effective_drift_share": decision["effective_share"],
+               "drifted_days_in_window": decision["drifted_days"], "rows": summary["rows"],
+               "policy_retrain": float(decision["action"] == drift_policy.RETRAIN),
+               "policy_alert": float(decision["action"] == drift_policy.ALERT)}
+    for key in ("roc_auc", "log_loss", "brier", "late_rate", "predicted_late_rate", "validation_auc", "auc_drop"):
+        if key in summary.get("performance", {}):
+            metrics[f"realized_{key}" if not key.startswith(("validation", "auc")) else key] = summary["performance"][key]
+    return metrics
 
 
-def drift_report(reference: "pd.DataFrame", current: "pd.DataFrame", cfg: ModelConfig, *,
-                 max_rows: int | None = DRIFT_SAMPLE_ROWS, seed: int = DRIFT_SAMPLE_SEED) -> DriftResult:
-    """Evidently's data drift and data summary presets over the monitored features and the score.
-
-    Above ``max_rows`` rows on either side, both run on a uniform random sample of each side (see
-    ``sample_size``), the test of each column being the one Evidently picks for the full data;
-    ``sample_rows`` then tells the sample size, and the summary's figures are the sample's."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset, DataSummaryPreset
-
-    monitored = cfg.drift_features
-    numeric = [f.name for f in monitored if f.kind == "numeric"] + [PREDICTION_COLUMN]
-    categorical = [f.name for f in monitored if f.kind == "categorical"]
-    columns = numeric + categorical
-    largest = max(len(reference), len(current))
-    rows, per_column_method = None, None
-    ref = cur = None  # a column selection copies the frame: only made when no sample is taken
-    if max_rows is not None and largest > max_rows:
-        if max_rows <= EVIDENTLY_SMALL_SAMPLE_ROWS:
-            raise ValueError(f"max_rows must exceed {EVIDENTLY_SMALL_SAMPLE_ROWS} so that a sample keeps "
-                             f"Evidently's large-sample tests, got {max_rows}")
-        ref, cur = sample_frame(reference, max_rows, seed, columns), sample_frame(current, max_rows, seed + 1, columns)
-        rows = sample_size(ref, cur, categorical, max_rows, largest)
-        if rows is None:
-            ref = cur = None
-        elif rows > max_rows:
-            ref, cur = sample_frame(reference, rows, seed, columns), sample_frame(current, rows, seed + 1, columns)
-    if ref is None:
-        ref, cur = reference[columns], current[columns]
-    if rows is not None:
-        # Numeric columns get the distance the full data would get: a sample may miss rare values and so
-        # cross the 5-distinct-values line. (Categorical columns always get Jensen-Shannon on more than 1000
-        # rows; a reference of at most 1000 rows is not sampled, so Evidently's choice stands.)
-        methods = {c: _sampled_numeric_method(reference[c], current[c], ref[c], cur[c]) for c in numeric}
-        per_column_method = {c: m for c, m in methods.items() if m in _DISTANCES} or None
-        # Category dtype: same values, same results, half Evidently's time on string columns.
-        ref, cur = ref.astype({c: "category" for c in categorical}), cur.astype({c: "category" for c in categorical})
-        log.info("drift report on %d of %d reference and %d of %d current rows", len(ref), len(reference),
-                 len(cur), len(current))
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    snapshot = Report(
-        [DataDriftPreset(columns=columns, per_column_method=per_column_method), DataSummaryPreset(columns=columns)],
-        metadata={"reference_rows": str(len(reference)), "current_rows": str(len(current)),
-                  "sample_rows": str(rows) if rows is not None else "all"},
-    ).run(
-        reference_data=Dataset.from_pandas(ref, data_definition=definition),
-        current_data=Dataset.from_pandas(cur, data_definition=definition),
-    )
-    as_dict = snapshot.dict()
-    html = snapshot.get_html_str(as_iframe=False)
-    drifts = [replace(c, effect_size=effect_size(ref[c.column], cur[c.column], c.column in categorical))
-              for c in column_drifts(as_dict)]
-    return DriftResult(columns=drifts, html=html, metrics=as_dict, snapshot=snapshot,
-                       reference_rows=len(reference), current_rows=len(current), sample_rows=rows)
-
-
-@dataclass(frozen=True)
-class PerformanceResult:
-    metrics: dict          # realized metrics of the day, next to the champion's validation figures
-    html: str
-    evidently: dict
-    snapshot: Any = field(default=None, repr=False, compare=False)  # the Evidently run
-
-
-def performance_report(validation: "pd.DataFrame", labelled: "pd.DataFrame", cfg: ModelConfig) -> PerformanceResult:
-    """Realized classification quality of a day's predictions once its labels arrived, with the
-    champion's validation (holdout) predictions as Evidently's reference."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.presets import ClassificationPreset
-
-    from mlplatform.training import score_metrics
-
-    target = cfg.target.name
-    definition = DataDefinition(classification=[BinaryClassification(target=target, prediction_probas=PREDICTION_COLUMN)],
-                                numerical_columns=[PREDICTION_COLUMN], categorical_columns=[target])
-    # Evidently recognises a binary task only with integer labels equal to pos_label (1), not 1.0.
-    validation, labelled = (frame[[target, PREDICTION_COLUMN]].astype({target: "int64"}) for frame in (validation, labelled))
-    snapshot = Report([ClassificationPreset(probas_threshold=cfg.thresholds.decision_threshold)]).run(
-        reference_data=Dataset.from_pandas(validation, data_definition=definition),
-        current_data=Dataset.from_pandas(labelled, data_definition=definition),
-    )
-    realized = score_metrics(labelled[target], labelled[PREDICTION_COLUMN].to_numpy(), cfg)
-    validated = score_metrics(validation[target], validation[PREDICTION_COLUMN].to_numpy(), cfg)
-    metrics = {**realized, "late_rate": realized["positive_rate"],
-               "predicted_late_rate": float((labelled[PREDICTION_COLUMN] >= cfg.thresholds.decision_threshold).mean()),
-               "mean_score": float(labelled[PREDICTION_COLUMN].mean()),
-               "validation_auc": validated["roc_auc"], "validation_log_loss": validated["log_loss"],
-               "auc_drop": validated["roc_auc"] - realized["roc_auc"]}
-    return PerformanceResult(metrics, snapshot.get_html_str(as_iframe=False), snapshot.dict(), snapshot)
+def _recent_observations(cfg: ModelConfig, ds: str) -> list:
+    """The policy's memory: observations recorded by the previous days' monitor runs, oldest first."""
+    lookback = cfg.drift_policy.window_days + cfg.drift_policy.cooldown_days + cfg.drift_policy.performance_days
+    observations = []
+    for offset in range(lookback, 0, -1):
+        summary = _read_summary(cfg, shift(ds, -offset))
+        if summary is not None:
+            observations.append(drift_policy.observation_from_dict(summary["observation"]))
+    return observations

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from mlplatform import registry
+from mlplatform.lake import PROMOTIONS_AREA
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from mlplatform.lake import Lake
 
 log = logging.getLogger(__name__)
-PROMOTIONS_AREA = "promotions"
 
 
 class PromotionConflict(RuntimeError):
@@ -118,3 +118,53 @@ def previous_champion(lake: "Lake", model: str, current: str | None) -> str:
             return entry["from_version"]
     raise ValueError(f"{model}: the promotion log records no champion before v{current}; name a version explicitly")
 
+
+
+# -- the jobs of the train DAG's ``promote`` task and of the rollback DAG --------------------------------
+def promote(model: str, outcome: dict, force: bool, actor: str) -> dict:
+    """Move ``champion`` to the challenger if the gate passed (or a person forced it), through the
+    promotion log's compare-and-set. A refused or stale challenger leaves the champion untouched."""
+    from mlplatform import alerts
+    from mlplatform.config import model_config, settings
+    from mlplatform.lake import default_lake
+
+    cfg, lake = model_config(model), default_lake()
+    gate, version = outcome["gate"], outcome["version"]
+    if not (gate["promote"] or force):
+        alerts.gate_alert(cfg.name, version, outcome, promoted=False, action="reject", actor=actor,
+                          from_version=outcome["seen"]["champion"])
+        return {"promoted": False, "version": version, "reason": gate["reason"]}
+    action = "promote" if gate["promote"] else "manual_promote"
+    why = gate["reason"] if gate["promote"] else f"forced by {actor} although the gate refused: {gate['reason']}"
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    seen = Snapshot(**outcome["seen"])
+    done = logged_move(lake, mlc, cfg.name, seen, version, outcome["run_id"])
+    if done is not None:  # a re-run of this task: the move is in the log already
+        return {"promoted": True, "version": version, "from_version": done.from_version, "seq": done.seq,
+                "action": done.action}
+    entry = move_champion(lake, mlc, cfg.name, version, seen, action, actor, why,
+                          evidence={**gate, "run_id": outcome["run_id"], "cutoff_ds": outcome["cutoff_ds"],
+                                    "trigger_reason": outcome["reason"]})
+    mlc.set_model_version_tag(cfg.name, version, "promoted_by", f"{action}:{actor}")
+    alerts.gate_alert(cfg.name, version, outcome, promoted=True, action=action, actor=actor,
+                      from_version=entry.from_version)
+    return {"promoted": True, "version": version, "from_version": entry.from_version, "seq": entry.seq,
+            "action": action}
+
+
+def rollback(model: str, target: str, actor: str, reason: str) -> dict:
+    """Point ``champion`` back at ``target`` (a version number, or "previous" per the promotion log)."""
+    from mlplatform import alerts
+    from mlplatform.config import model_config, settings
+    from mlplatform.lake import default_lake
+
+    cfg, lake = model_config(model), default_lake()
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    seen = snapshot(lake, mlc, cfg.name)
+    version = previous_champion(lake, cfg.name, seen.champion) if target == "previous" else str(target)
+    mlc.get_model_version(cfg.name, version)  # fails loudly on a version that does not exist
+    if version == seen.champion:
+        raise ValueError(f"{model}: v{version} is already the champion")
+    entry = move_champion(lake, mlc, cfg.name, version, seen, "rollback", actor, reason)
+    alerts.rollback_alert(cfg.name, entry.from_version, version, actor, reason)
+    return asdict(entry)

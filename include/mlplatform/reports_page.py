@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from mlplatform import promotion, registry
-from mlplatform.jobs import REPORTS_AREA
+from mlplatform.lake import REPORTS_AREA
 
 if TYPE_CHECKING:
     from mlplatform.lake import Lake
@@ -403,7 +403,7 @@ def _environment():
 
 
 def evidence_summary(evidence: dict) -> str:
-    """The gate's verdict in one line, when the entry carries it (jobs.promote's evidence)."""
+    """The gate's verdict in one line, when the entry carries it (promotion.promote's evidence)."""
     challenger, champion = _number(evidence.get("challenger_auc")), _number(evidence.get("champion_auc"))
     if challenger is None:
         return ""

@@ -1,4 +1,5 @@
-"""Batch scoring in bounded memory: a feature partition in, a predictions partition out, chunk by chunk.
+"""The scoring stage. Batch scoring in bounded memory: a feature partition in, a predictions partition
+out, chunk by chunk, then published to the warehouse table.
 
 Each chunk is read, turned into features, scored and written before the next is read, so memory holds
 about one chunk whatever the day's size. Every prediction row carries its lineage (model, version, run,
@@ -7,16 +8,19 @@ input partition hash), and the predictions manifest records the same.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from mlplatform.config import ModelConfig
-from mlplatform.lake import Lake, Partition
+from mlplatform import registry
+from mlplatform.config import ModelConfig, model_config, settings
+from mlplatform.dates import checked_ds
+from mlplatform.lake import FEATURES_AREA, PREDICTIONS_AREA, Lake, Partition, default_lake
 from mlplatform.registry import code_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-PREDICTIONS_AREA = "predictions"
+log = logging.getLogger(__name__)
 # Rows per chunk. HistGradientBoosting's predict opens one parallel region per tree, so on a busy machine
 # every call pays a synchronisation cost per tree: fewer, larger chunks keep scoring near bare predict
 # speed (bench/bench_score.py), at about 2 KiB of peak memory per chunk row.
@@ -49,7 +53,7 @@ def score_batch(batch: "pa.RecordBatch", cfg: ModelConfig, model, lineage: dict[
     import pyarrow as pa
 
     from mlplatform.features import build_features
-    from mlplatform.monitoring import PREDICTION_COLUMN
+    from mlplatform.evidently_reports import PREDICTION_COLUMN
 
     features = build_features(batch.select(_feature_columns(cfg)).to_pandas(), cfg)
     scores = model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
@@ -68,3 +72,42 @@ def source_columns(cfg: ModelConfig) -> list[str]:
 
 def _feature_columns(cfg: ModelConfig) -> list[str]:
     return list(dict.fromkeys(f.column for f in cfg.features))
+
+
+# -- the score DAG's job ------------------------------------------------------------------------------
+def score(model: str, ds: str) -> dict | None:
+    """Score the day's partition, chunk by chunk, with the version the champion alias points at now."""
+    cfg, ds, lake = model_config(model), checked_ds(ds), default_lake()
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    champion = registry.version_by_alias(mlc, cfg.name, registry.CHAMPION)
+    if champion is None:
+        log.warning("%s has no champion yet; nothing to score for %s", model, ds)
+        return None
+    part = lake.partition(FEATURES_AREA, cfg.name, ds)
+    if part is None:
+        raise FileNotFoundError(f"{model}: no committed feature partition for {ds}")
+    loaded = registry.load_version(cfg.name, champion.version)
+    committed = score_partition(lake, cfg, part, loaded, str(champion.version), champion.run_id)
+    publish_predictions(lake, cfg, committed)
+    log.info("%s %s scored by champion v%s (run %s)", model, ds, champion.version, champion.run_id)
+    return {"ds": ds, "rows": committed.row_count, "model_version": str(champion.version),
+            "uri": lake.partition_uri(PREDICTIONS_AREA, cfg.name, ds)}
+
+
+def publish_predictions(lake: Lake, cfg: ModelConfig, predictions: Partition) -> int:
+    """Copy a committed predictions partition to the warehouse table, chunk by chunk."""
+    from mlplatform.warehouse import PREDICTIONS_COLUMNS, PREDICTIONS_TABLE, Warehouse, ensure_predictions_table
+
+    def row_batches():
+        for out in lake.iter_partition_batches(predictions):
+            yield list(zip(out["model_name"], out["model_version"], out["mlflow_run_id"], [predictions.ds] * len(out),
+                           out[cfg.source.key].astype(str), out["score"].astype(float),
+                           out["predicted_label"].astype(int), out["input_partition_hash"]))
+
+    wh = Warehouse(settings().warehouse_conn_id)
+    try:
+        ensure_predictions_table(wh)
+        return wh.replace_rows(PREDICTIONS_TABLE, {"MODEL_NAME": cfg.name, "DS": predictions.ds},
+                               PREDICTIONS_COLUMNS, row_batches())
+    finally:
+        wh.close()

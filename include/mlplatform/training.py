@@ -1,39 +1,21 @@
-"""Assemble an as-of training set from the lake, split it by time, fit and evaluate."""
+"""The training stage: assemble an as-of training set from the lake, split it by time, search, fit and
+evaluate (``fit_challenger``, shared by the train DAG and the replay of ``mlplatform.evaluation``), then
+register the result as ``challenger`` with the gate's verdict (``train_challenger``, the DAG's job)."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from mlplatform.config import MODEL_FAMILIES, ModelConfig
+from mlplatform.dates import shift
 from mlplatform.features import build_features, build_target
-from mlplatform.lake import Lake
+from mlplatform.lake import FEATURES_AREA, LABELS_AREA, REFERENCE_AREA, TRAINING_SETS_AREA, Lake
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
-
-FEATURES_AREA = "datasets"
-LABELS_AREA = "labels"
-TRAINING_SETS_AREA = "training_sets"
-
-
-def day(ds: str) -> date:
-    return date.fromisoformat(ds)
-
-
-def shift(ds: str, days: int) -> str:
-    return (day(ds) + timedelta(days=days)).isoformat()
-
-
-def days_between(first: str, last: str) -> int:
-    return (day(last) - day(first)).days
-
-
-def day_range(first: str, last: str) -> list[str]:
-    """Every day from ``first`` to ``last``, both included."""
-    return [shift(first, i) for i in range(days_between(first, last) + 1)]
 
 
 @dataclass
@@ -196,3 +178,125 @@ def score_metrics(target, p, cfg: ModelConfig) -> dict[str, float]:
         "positive_rate": float(y.mean()),
         "rows": float(len(y)),
     }
+
+
+# -- one training: the core the DAG and the replay share ------------------------------------------------
+@dataclass
+class TrainedChallenger:
+    """A challenger fitted on an as-of training set, with its holdout evidence."""
+    cfg: ModelConfig
+    dataset: TrainingSet
+    train_rows: "pd.DataFrame"
+    holdout: "pd.DataFrame"
+    candidates: list
+    budget: int
+    model: object
+    holdout_features: "pd.DataFrame"
+    holdout_scores: "np.ndarray"
+    metrics: dict
+
+    @property
+    def best(self):
+        return self.candidates[0]
+
+    @property
+    def prior_rate(self) -> float:
+        return float(self.train_rows[self.cfg.target.name].mean())
+
+    def holdout_segments(self) -> dict:
+        return {col: self.holdout[col].astype(str).to_numpy() for col in self.cfg.gate.segments}
+
+    def reference(self) -> "pd.DataFrame":
+        """Drift reference: the most recent training rows' features, with the model's scores."""
+        from mlplatform.evidently_reports import PREDICTION_COLUMN
+
+        reference = build_features(self.train_rows.tail(self.cfg.thresholds.reference_rows), self.cfg)
+        reference[PREDICTION_COLUMN] = self.model.predict_proba(reference)[:, 1]
+        return reference.reset_index(drop=True)
+
+    def validation(self) -> "pd.DataFrame":
+        """Performance reference: the holdout's outcomes and the model's scores on it."""
+        from mlplatform.evidently_reports import PREDICTION_COLUMN
+
+        validation = self.holdout[[self.cfg.source.key, self.cfg.target.name]].reset_index(drop=True)
+        validation[PREDICTION_COLUMN] = self.holdout_scores
+        return validation
+
+
+def fit_challenger(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_days: int | None = None,
+                   search_budget: int | None = None) -> TrainedChallenger:
+    """Search and fit on data known before the cut-off; score the most recent holdout days, which the
+    model never trained on. Deterministic: the same lake and arguments give the same model."""
+    from mlplatform.search import run_search
+
+    dataset = assemble_training_set(lake, cfg, cutoff_ds, window_days)
+    save_training_set(lake, cfg, dataset)
+    train_rows, holdout = time_split(dataset.frame, cfg.source.event_time, cfg.training.holdout_days)
+    if len(train_rows) < cfg.training.min_training_rows:
+        raise ValueError(f"{cfg.name}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
+    budget = cfg.training.search.budget if search_budget is None else search_budget
+    candidates = run_search(train_rows, cfg, budget)
+    model = fit(train_rows, cfg, candidates[0].family, candidates[0].params)
+    holdout_features = build_features(holdout, cfg)
+    scores = model.predict_proba(holdout_features)[:, 1]
+    metrics = score_metrics(holdout[cfg.target.name], scores, cfg)
+    return TrainedChallenger(cfg, dataset, train_rows, holdout, candidates, budget, model, holdout_features,
+                             scores, metrics)
+
+
+# -- the train DAG's job ------------------------------------------------------------------------------------
+def train_challenger(model: str, cutoff_ds: str, reason: str, window_days: int | None = None,
+                     search_budget: int | None = None, logical_date: str | None = None) -> dict:
+    """Search and train on data known before the cut-off, register the best as ``challenger``, and
+    judge it against the champion on the same most recent holdout. Promotion is a separate step."""
+    from mlplatform import gates, promotion, registry
+    from mlplatform.config import model_config, settings
+    from mlplatform.dates import checked_ds
+    from mlplatform.lake import default_lake
+
+    cfg, lake = model_config(model), default_lake()
+    trained = fit_challenger(lake, cfg, checked_ds(cutoff_ds), window_days, search_budget)
+    dataset, holdout, best = trained.dataset, trained.holdout, trained.best
+
+    mlc = registry.client(settings().mlflow_tracking_uri)
+    seen = promotion.snapshot(lake, mlc, cfg.name)
+    champion_scores = None
+    if seen.champion is not None:  # both models are scored on the same holdout, which the challenger never saw
+        champion_scores = registry.load_version(cfg.name, seen.champion).predict_proba(trained.holdout_features)[:, 1]
+    decision = gates.decide_promotion(holdout[cfg.target.name].to_numpy(), trained.holdout_scores, champion_scores,
+                                      trained.holdout_segments(), cfg.gate, prior_rate=trained.prior_rate)
+
+    tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version,
+            "logical_date": logical_date or cutoff_ds}
+    dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds,
+                    "manifest": lake.uri(f"{TRAINING_SETS_AREA}/{cfg.name}/{dataset.version}.json"),
+                    "feature_partitions": dataset.feature_partitions, "label_partitions": dataset.label_partitions}
+    params = {"family": best.family, **best.params, "search_budget": trained.budget,
+              "candidates": len(trained.candidates), "train_rows": len(trained.train_rows),
+              "holdout_rows": len(holdout), "holdout_start": str(holdout[cfg.source.event_time].min()),
+              "decision_threshold": cfg.thresholds.decision_threshold}
+    run_id, version = registry.log_training_run(
+        cfg, trained.model, trained.train_rows, build_features(trained.train_rows.head(50), cfg), trained.metrics,
+        params, tags, dataset_info,
+        {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()}, trained.candidates)
+    reference = f"{REFERENCE_AREA}/{cfg.name}/run={run_id}/reference.parquet"
+    validation = f"{REFERENCE_AREA}/{cfg.name}/run={run_id}/validation.parquet"
+    lake.write_frame(reference, trained.reference())
+    lake.write_frame(validation, trained.validation())
+    evidence = {"reference_path": reference, "validation_path": validation,
+                "holdout_auc": f"{trained.metrics['roc_auc']:.6f}",
+                "promotion_decision": decision.reason, "gate_promote": str(decision.promote).lower(),
+                "gate_auc_gain": f"{decision.auc_gain:.4f}",
+                "gate_auc_gain_ci95": f"[{decision.ci_low:.4f}, {decision.ci_high:.4f}]",
+                "gate_compared_with": f"v{seen.champion}" if seen.champion else "prior-rate baseline"}
+    for key, value in {**tags, **evidence}.items():
+        mlc.set_model_version_tag(cfg.name, version, key, value)
+    mlc.update_model_version(cfg.name, version, description=f"Gate: {decision.reason}. Evidence: "
+                             f"promotion_decision.json in run {run_id}.")
+    registry.set_alias(mlc, cfg.name, registry.CHALLENGER, version)
+    return {"run_id": run_id, "version": version, "cutoff_ds": cutoff_ds, "reason": reason,
+            "gate": {"promote": decision.promote, "reason": decision.reason, "auc_gain": decision.auc_gain,
+                     "ci95": [decision.ci_low, decision.ci_high], "challenger_auc": decision.challenger_auc,
+                     "champion_auc": decision.champion_auc, "holdout_rows": decision.holdout_rows},
+            "seen": asdict(seen), "holdout_auc": trained.metrics["roc_auc"], "dataset_version": dataset.version,
+            "family": best.family}

@@ -31,7 +31,7 @@ def outbox() -> list[dict]:
 
 
 def test_breach_quarantines_alerts_once_and_a_fixed_rerun_flows(local_servers, warehouse):
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     warehouse.execute("UPDATE FLIGHTS.RAW.FLIGHT_SCHEDULE SET DISTANCE = -DISTANCE "
                       "WHERE FLIGHT_DATE = %(ds)s AND CARRIER = 'UA'", {"ds": BAD_DAY})
@@ -58,25 +58,27 @@ def test_breach_quarantines_alerts_once_and_a_fixed_rerun_flows(local_servers, w
 
 
 def test_missing_warehouse_table_is_a_clear_error(local_servers):
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
     from mlplatform.config import model_config
     from mlplatform.warehouse import WarehouseTableMissing
 
     contract = model_config(MODEL).source.contract
-    start, end = jobs._interval("2013-03-13")
+    start, end = ingest.day_interval("2013-03-13")
     with pytest.raises(WarehouseTableMissing, match="NO_SUCH_TABLE"):
-        jobs._extract("datasets", MODEL, "2013-03-13", "FLIGHTS.RAW.NO_SUCH_TABLE", contract, start, end)
-    reason = jobs.lake().read_json(f"quarantine/{MODEL}.features/2013-03-13/reason.json")
+        ingest.extract("datasets", MODEL, "2013-03-13", "FLIGHTS.RAW.NO_SUCH_TABLE", contract, start, end)
+    reason = default_lake().read_json(f"quarantine/{MODEL}.features/2013-03-13/reason.json")
     assert reason["rule"] == "table_exists"
-    assert jobs.lake().partition("datasets", MODEL, "2013-03-13") is None
+    assert default_lake().partition("datasets", MODEL, "2013-03-13") is None
 
 
 def test_rerun_of_a_day_is_byte_identical(local_servers):
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
 
-    first = jobs.ingest_features(MODEL, "2013-03-14")
-    path = f"datasets/{MODEL}/ds=2013-03-14/" + jobs.lake().partition("datasets", MODEL, "2013-03-14").manifest["files"][0]
-    before = jobs.lake().read_bytes(path)
-    second = jobs.ingest_features(MODEL, "2013-03-14")
+    first = ingest.ingest_features(MODEL, "2013-03-14")
+    path = f"datasets/{MODEL}/ds=2013-03-14/" + default_lake().partition("datasets", MODEL, "2013-03-14").manifest["files"][0]
+    before = default_lake().read_bytes(path)
+    second = ingest.ingest_features(MODEL, "2013-03-14")
     assert second["content_hash"] == first["content_hash"]
-    assert jobs.lake().read_bytes(path) == before
+    assert default_lake().read_bytes(path) == before

@@ -65,13 +65,14 @@ def models_dir(tmp_path_factory):
 def pipeline(local_servers, warehouse, models_dir):
     from airflow.dag_processing.dagbag import DagBag
 
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
     from mlplatform.config import settings
     from mlplatform.registry import CHAMPION, client, set_alias
 
     for ds in HISTORY:
-        jobs.ingest_labels(MODEL, ds)
-        jobs.ingest_features(MODEL, ds)
+        ingest.ingest_labels(MODEL, ds)
+        ingest.ingest_features(MODEL, ds)
     bag = DagBag(str(REPO / "dags"))
     results = {"train": run_dag(bag, "train", "2013-02-01",
                                 {"cutoff_ds": "2013-02-01", "reason": "initial", "search_budget": 2})}
@@ -95,7 +96,7 @@ def test_every_run_succeeded(pipeline):
 
 
 def test_partitions_match_the_warehouse(pipeline, warehouse):
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     for ds in DAYS:
         part = lake().partition("datasets", MODEL, ds)
@@ -125,7 +126,7 @@ def test_first_training_searched_both_families_and_logged_everything(pipeline, l
 
 
 def test_one_prediction_per_ingested_row(pipeline, warehouse):
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     for ds in DAYS + DRIFT_DAYS:
         ingested = lake().partition("datasets", MODEL, ds)
@@ -140,7 +141,7 @@ def test_one_prediction_per_ingested_row(pipeline, warehouse):
 
 def test_daily_reports_hold_per_feature_drift(pipeline):
     from mlplatform.config import model_config
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     features = [f.name for f in model_config(MODEL).drift_features]
     for ds in DAYS + DRIFT_DAYS:
@@ -169,7 +170,7 @@ def test_drift_is_debounced_quiet_then_alert_then_retrain(pipeline):
 
 def test_promotion_log_records_promotions_and_the_rollback(pipeline):
     from mlplatform import promotion
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     log = promotion.entries(lake(), MODEL)
     assert [(e["seq"], e["from_version"], e["to_version"]) for e in log] == [(1, None, "1"), (2, "1", "2"), (3, "2", "1")]
@@ -180,7 +181,7 @@ def test_promotion_log_records_promotions_and_the_rollback(pipeline):
 
 
 def test_scoring_follows_a_champion_set_by_hand_in_mlflow(pipeline):
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     predictions = lake().partition("predictions", MODEL, AFTER_ROLLBACK)
     assert predictions.manifest["model_version"] == "2", "the alias is resolved when scoring runs"
@@ -188,10 +189,11 @@ def test_scoring_follows_a_champion_set_by_hand_in_mlflow(pipeline):
 
 
 def test_rerunning_ingest_is_idempotent(pipeline):
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
 
-    before = jobs.lake().partition("datasets", MODEL, DAYS[0]).content_hash
-    assert jobs.ingest_features(MODEL, DAYS[0])["content_hash"] == before
+    before = default_lake().partition("datasets", MODEL, DAYS[0]).content_hash
+    assert ingest.ingest_features(MODEL, DAYS[0])["content_hash"] == before
 
 
 def test_nothing_after_the_cutoff_reaches_training_or_scoring(pipeline):
@@ -200,7 +202,7 @@ def test_nothing_after_the_cutoff_reaches_training_or_scoring(pipeline):
     import pandas as pd
 
     from mlplatform.config import model_config
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
     from mlplatform.training import assemble_training_set
 
     cfg = model_config(MODEL)
@@ -219,7 +221,7 @@ def test_nothing_after_the_cutoff_reaches_training_or_scoring(pipeline):
 
 def test_lineage_walks_both_ways(pipeline):
     from mlplatform import lineage
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
 
     rows = lake().read_partition(lake().partition("predictions", MODEL, DAYS[0]))
     key = str(rows["FLIGHT_ID"].iloc[0])
@@ -238,7 +240,7 @@ def test_lineage_walks_both_ways(pipeline):
 def test_delayed_labels_give_a_performance_report_logged_to_mlflow(pipeline, local_servers):
     """The monitor of Feb 3 finds Feb 1 fully labelled: its realized performance joins its summary."""
     from mlplatform.config import settings
-    from mlplatform.jobs import lake
+    from mlplatform.lake import default_lake as lake
     from mlplatform.registry import client
 
     assert pipeline[("monitor", DRIFT_DAYS[0])][0].state == "success"
@@ -261,7 +263,8 @@ def test_delayed_labels_give_a_performance_report_logged_to_mlflow(pipeline, loc
 def test_the_evidently_workspace_is_built_from_the_lake(pipeline, tmp_path):
     """`make reports-ui` syncs the monitor's runs from the lake: the tasks themselves write no local workspace."""
     from mlplatform import evidently_workspace as ew
-    from mlplatform.jobs import REPORTS_AREA, lake
+    from mlplatform.lake import REPORTS_AREA
+    from mlplatform.lake import default_lake as lake
 
     assert ew.sync_from_lake(lake(), MODEL, REPORTS_AREA, tmp_path / "evidently") >= len(DAYS + DRIFT_DAYS) + 1
     runs = ew.EvidentlyWorkspace(tmp_path / "evidently").runs(MODEL)
@@ -274,7 +277,7 @@ def test_the_cooldown_anchor_is_the_last_training_before_the_day(pipeline):
     """Trainings with cut-offs 2013-02-01 and DRIFT_DAYS[-1] are registered; a re-run of an earlier day must
     not see the later one, whatever the challenger alias points at now."""
     from mlplatform.config import model_config
-    from mlplatform.jobs import _last_training_ds
+    from mlplatform.monitoring import last_training_ds as _last_training_ds
 
     cfg = model_config(MODEL)
     assert _last_training_ds(cfg, "2013-02-01") is None

@@ -33,7 +33,7 @@ def registry_with_versions(local_servers):
 
 
 def lake():
-    from mlplatform.jobs import lake as platform_lake
+    from mlplatform.lake import default_lake as platform_lake
 
     return platform_lake()
 

@@ -25,13 +25,14 @@ def keys(prefix: str) -> list[str]:
 
 
 def test_ingest_writes_data_and_manifest_to_s3(s3_lake, warehouse):
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
 
-    result = jobs.ingest_features(MODEL, DAYS[0])
+    result = ingest.ingest_features(MODEL, DAYS[0])
     assert result["uri"].startswith("s3://mlplatform-lake/")
     stored = keys(f"datasets/{MODEL}/ds={DAYS[0]}/")
     assert any(k.endswith("_manifest.json") for k in stored) and any(k.endswith(".parquet") for k in stored)
-    manifest = jobs.lake().partition("datasets", MODEL, DAYS[0]).manifest
+    manifest = default_lake().partition("datasets", MODEL, DAYS[0]).manifest
     n = warehouse.query("SELECT COUNT(*) AS N FROM FLIGHTS.RAW.FLIGHT_SCHEDULE WHERE FLIGHT_DATE = %(ds)s",
                         {"ds": DAYS[0]}).frame["N"].iloc[0]
     assert manifest["row_count"] == n and manifest["source"]["query_id"]
@@ -40,29 +41,31 @@ def test_ingest_writes_data_and_manifest_to_s3(s3_lake, warehouse):
 def test_quarantine_lands_on_s3(s3_lake):
     from dataclasses import replace
 
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
     from mlplatform.config import model_config
 
     strict = replace(model_config(MODEL).source.contract, max_rows=10)
-    start, end = jobs._interval(DAYS[1])
+    start, end = ingest.day_interval(DAYS[1])
     with pytest.raises(ContractViolation, match="row_count"):
-        jobs._extract("datasets", MODEL, DAYS[1], model_config(MODEL).source.table, strict, start, end)
+        ingest.extract("datasets", MODEL, DAYS[1], model_config(MODEL).source.table, strict, start, end)
     assert sorted(k.rsplit("/", 1)[1] for k in keys(f"quarantine/{MODEL}.features/{DAYS[1]}/")) == ["batch.parquet", "reason.json"]
     assert not keys(f"datasets/{MODEL}/ds={DAYS[1]}/")
 
 
 def test_training_set_round_trips_through_s3(s3_lake):
-    from mlplatform import jobs
+    from mlplatform import ingest
+    from mlplatform.lake import default_lake
     from mlplatform.config import model_config
     from mlplatform.training import assemble_training_set, load_training_set, save_training_set
 
     for ds in DAYS[2:]:
-        jobs.ingest_labels(MODEL, ds)
-        jobs.ingest_features(MODEL, ds)
+        ingest.ingest_labels(MODEL, ds)
+        ingest.ingest_features(MODEL, ds)
     cfg = model_config(MODEL)
-    ts = assemble_training_set(jobs.lake(), cfg, DAYS[-1], window_days=8)
+    ts = assemble_training_set(default_lake(), cfg, DAYS[-1], window_days=8)
     assert len(ts.frame) > 3000
-    save_training_set(jobs.lake(), cfg, ts)
+    save_training_set(default_lake(), cfg, ts)
     assert keys(f"training_sets/{MODEL}/{ts.version}.json")
-    again = load_training_set(jobs.lake(), cfg, ts.version)
+    again = load_training_set(default_lake(), cfg, ts.version)
     pd.testing.assert_frame_equal(again.frame, ts.frame)

@@ -1,7 +1,7 @@
 import pandas as pd
 
 from mlplatform.config import model_config
-from mlplatform.jobs import join_as_of
+from mlplatform.ingest import join_as_of
 
 CTX = model_config("flight_delay").context
 

@@ -13,7 +13,7 @@ import pytest
 
 from mlplatform import evidently_workspace as ew
 from mlplatform.config import Feature, model_config
-from mlplatform.monitoring import PREDICTION_COLUMN, drift_report, performance_report
+from mlplatform.evidently_reports import PREDICTION_COLUMN, drift_report, performance_report
 
 MODEL = "flight_delay"
 CFG = replace(model_config(MODEL), features=(Feature("x", "x", "numeric"), Feature("c", "c", "categorical")))

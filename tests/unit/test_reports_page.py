@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from mlplatform import reports_page
-from mlplatform.jobs import REPORTS_AREA
+from mlplatform.lake import REPORTS_AREA
 from mlplatform.lake import Lake
-from mlplatform.promotion import PROMOTIONS_AREA
+from mlplatform.lake import PROMOTIONS_AREA
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "flight_delay"
@@ -27,7 +27,7 @@ def report_html(title: str) -> bytes:
 
 
 def write_day(lake: Lake, model: str, ds: str, index: int, version: str, labelled: bool) -> None:
-    """One monitored day as jobs.monitor writes it, plus the performance part once labels are in."""
+    """One monitored day as monitoring.monitor writes it, plus the performance part once labels are in."""
     drift = min(0.9, 0.1 + 0.05 * index) if index < 12 else 0.15
     effective = max(0.0, drift - 0.1)
     action, reason = ("retrain", "drift") if index == 10 else (("alert", "drift_unconfirmed") if effective >= 0.5

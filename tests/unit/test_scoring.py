@@ -9,9 +9,10 @@ import pytest
 from mlplatform.config import model_config
 from mlplatform.features import build_features
 from mlplatform.lake import Lake, frame_to_parquet, schema_hash
-from mlplatform.monitoring import PREDICTION_COLUMN
+from mlplatform.evidently_reports import PREDICTION_COLUMN
 from mlplatform.registry import code_version
-from mlplatform.scoring import PREDICTIONS_AREA, score_partition
+from mlplatform.lake import PREDICTIONS_AREA
+from mlplatform.scoring import score_partition
 from mlplatform.training import fit
 from tests.unit.helpers import schedule_rows
 
@@ -44,7 +45,7 @@ def _score(lake, part, model, chunk_rows):
 
 
 def _expected(raw, model, input_hash):
-    """The predictions as jobs.score builds them: the whole day in memory at once."""
+    """The predictions as scoring.score builds them: the whole day in memory at once."""
     features = build_features(raw, CFG)
     scores = model.predict_proba(features)[:, 1]
     out = raw[list(CFG.entity_columns)].copy()

@@ -75,7 +75,7 @@ def test_a_version_loads_back_exactly_even_after_a_day_is_fixed(tmp_path):
 
 
 def test_day_range_includes_both_ends_across_a_month():
-    from mlplatform.training import day_range, days_between
+    from mlplatform.dates import day_range, days_between
 
     assert day_range("2013-02-27", "2013-03-02") == ["2013-02-27", "2013-02-28", "2013-03-01", "2013-03-02"]
     assert day_range("2013-03-02", "2013-03-02") == ["2013-03-02"]

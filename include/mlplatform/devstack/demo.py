@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mlplatform.config import model_configs, settings
 from mlplatform.devstack.airflow_api import AirflowApi
-from mlplatform.training import shift
+from mlplatform.dates import shift
 
 
 def _window() -> tuple[str, str, str]:
@@ -46,7 +46,8 @@ def run(api: AirflowApi, model: str) -> None:
 def summary(api: AirflowApi, model: str) -> str:
     from mlflow import MlflowClient
 
-    from mlplatform.jobs import REPORTS_AREA, lake
+    from mlplatform.lake import REPORTS_AREA
+    from mlplatform.lake import default_lake as lake
     from mlplatform.registry import CHAMPION, version_by_alias
 
     lines = [f"== {model} =="]

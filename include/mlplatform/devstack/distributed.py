@@ -447,8 +447,8 @@ def seed_history(env: dict[str, str], model: str, days: list[str], cwd: Path) ->
     no client for the profile's endpoints stays cached in the caller). Faster than one Airflow run per day."""
     import subprocess
 
-    code = ("import sys\nfrom mlplatform import jobs\n"
-            "for ds in sys.argv[2:]:\n    jobs.ingest_labels(sys.argv[1], ds)\n    jobs.ingest_features(sys.argv[1], ds)\n")
+    code = ("import sys\nfrom mlplatform import ingest\n"
+            "for ds in sys.argv[2:]:\n    ingest.ingest_labels(sys.argv[1], ds)\n    ingest.ingest_features(sys.argv[1], ds)\n")
     subprocess.run([sys.executable, "-c", code, model, *days], env={**os.environ, **env}, cwd=cwd, check=True,
                    capture_output=True, timeout=1800)
 
@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "mlflow-user":
         compose_mlflow_user()
     elif args.command == "measure":
-        from mlplatform.training import day_range
+        from mlplatform.dates import day_range
 
         print(json.dumps(measure(args.profile, day_range(*args.history), day_range(*args.replay), args.search_budget,
                                  concurrency=args.concurrency), indent=2))

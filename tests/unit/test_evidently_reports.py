@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlplatform.config import Feature, model_config
-from mlplatform.monitoring import (DRIFT_SAMPLE_ROWS, JS_ROWS_PER_CATEGORY, PREDICTION_COLUMN, column_drifts,
+from mlplatform.evidently_reports import (DRIFT_SAMPLE_ROWS, JS_ROWS_PER_CATEGORY, PREDICTION_COLUMN, column_drifts,
                                    default_drift_method, drift_report, effect_size, sample_frame, sample_size)
 
 CFG = replace(model_config("flight_delay"), features=(
@@ -167,7 +167,7 @@ def test_performance_report_accepts_float_labels_as_the_lake_stores_them():
     import pandas as pd
 
     from mlplatform.config import model_config
-    from mlplatform.monitoring import performance_report
+    from mlplatform.evidently_reports import performance_report
 
     rng = np.random.default_rng(0)
 
