@@ -1,0 +1,30 @@
+"""What enters the DAGs is checked: model files (a broken one is isolated and shown as one import error)."""
+
+from __future__ import annotations
+
+import shutil
+
+import yaml
+
+from tests.conftest import REPO
+
+STAGES = ("ingest", "train", "score", "monitor", "rollback")
+
+
+def test_a_broken_model_file_is_one_import_error_and_the_other_models_load(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    shutil.copy(REPO / "include/models/flight_delay.yaml", tmp_path / "flight_delay.yaml")
+    raw = yaml.safe_load((REPO / "include/models/flight_delay.yaml").read_text())
+    raw["name"], raw["training"]["window_days"] = "flight_delay_copy", "abc"
+    broken = tmp_path / "flight_delay_copy.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("MLOPS_MODELS_DIR", str(tmp_path))
+
+    bag = DagBag(str(REPO / "dags"))
+
+    assert sorted(bag.dag_ids) == sorted(f"flight_delay__{stage}" for stage in STAGES)
+    assert len(bag.import_errors) == 1, bag.import_errors
+    (dag_file, message), = bag.import_errors.items()
+    assert dag_file.endswith("model_config_errors.py")
+    assert f"{broken}: training.window_days: must be a positive integer (got 'abc')" in message
