@@ -77,7 +77,7 @@ def settings() -> Settings:
 
 def checked_identifier(name: str) -> str:
     """Table and column names cannot be bind parameters, so they must be plain identifiers."""
-    if not isinstance(name, str) or not SQL_IDENTIFIER.match(name):
+    if not isinstance(name, str) or not SQL_IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
 
@@ -204,8 +204,6 @@ class ModelConfig:
     @property
     def numeric_features(self) -> list[str]:
         return [f.name for f in self.features if f.kind == "numeric"]
-
-
 
 
 # -- loading -------------------------------------------------------------------------------------------

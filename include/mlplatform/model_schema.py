@@ -68,7 +68,7 @@ def _is_number(value) -> bool:
 
 
 def _matches(pattern: re.Pattern) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, str) and bool(pattern.match(value))
+    return lambda value: isinstance(value, str) and bool(pattern.fullmatch(value))  # "$" alone allows a final \n
 
 
 def _one_of(choices) -> PlainValidator:

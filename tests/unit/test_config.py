@@ -110,6 +110,7 @@ def error_of(path) -> str:
     ("schedule.ingest", "61 25 * * *", "schedule.ingest", "cron expression"),
     ("name", "../../etc", "name", "lower-case letters, digits and underscores"),
     ("name", "Flight-Delay", "name", "(got 'Flight-Delay')"),
+    ("name", "flight_delay\n", "name", "(got 'flight_delay\\n')"),
     ("source.table", "FLIGHTS.RAW.T; DROP TABLE X", "source.table", "plain SQL identifier"),
     ("source.contract.columns.DISTANCE; --", {"dtype": "float"}, "source.contract.columns.DISTANCE; --",
      "plain SQL column name"),
