@@ -11,7 +11,7 @@ export
 
 STACK := $(BIN)/python -m mlplatform.devstack.stack
 
-.PHONY: venv system-deps up down status demo test test-fast lock clean lineage evaluate-ct up-distributed down-distributed reports-ui
+.PHONY: venv system-deps up down status demo test test-fast check-config lock clean lineage evaluate-ct up-distributed down-distributed reports-ui
 
 venv: $(STAMP)
 
@@ -55,8 +55,13 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver docker-compose >/dev/null; \
 	fi
 
-test: venv system-deps
+test: venv system-deps check-config
 	$(BIN)/python -m pytest
+
+# Validate model files against the schema (default: the models directory), e.g. ARGS="include/models/x.yaml".
+# Exit status 1 on any error; imports no Airflow, so it suits CI and pre-commit.
+check-config: venv
+	$(BIN)/python -m mlplatform.config check $(ARGS)
 
 test-fast: venv
 	$(BIN)/python -m pytest tests/unit tests/dags

@@ -17,6 +17,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, task
 
 from mlplatform.config import ModelConfig, model_configs
+from mlplatform.dates import DS_PATTERN
 from mlplatform.orchestration import TAGS, default_args, predictions_asset, retrain_request_asset, triggered_days
 
 
@@ -25,7 +26,8 @@ from mlplatform.orchestration import TAGS, default_args, predictions_asset, retr
 def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__monitor", schedule=[predictions_asset(cfg.name)], start_date=datetime(2013, 1, 1),
          catchup=False, default_args=default_args(), tags=[*TAGS, cfg.name, "monitor"],
-         doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], description="Day to report (YYYY-MM-DD)")})
+         doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], pattern=DS_PATTERN, format="date",
+                                    description="Day to report (YYYY-MM-DD)")})
     def monitor():
         @task
         def drift_reports() -> list[dict]:

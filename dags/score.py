@@ -15,6 +15,7 @@ from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mlplatform.config import ModelConfig, model_configs
+from mlplatform.dates import DS_PATTERN
 from mlplatform.orchestration import TAGS, default_args, features_asset, predictions_asset, triggered_days
 
 
@@ -23,7 +24,8 @@ from mlplatform.orchestration import TAGS, default_args, features_asset, predict
 def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__score", schedule=[features_asset(cfg.name)], start_date=datetime(2013, 1, 1),
          catchup=False, default_args=default_args(), tags=[*TAGS, cfg.name, "score"],
-         doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], description="Day to score (YYYY-MM-DD)")})
+         doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], pattern=DS_PATTERN, format="date",
+                                    description="Day to score (YYYY-MM-DD)")})
     def score():
         @task(outlets=[predictions_asset(cfg.name)])
         def score_days(*, outlet_events) -> list[dict]:

@@ -21,7 +21,8 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mlplatform.config import PROMOTION_POOL, ModelConfig, model_configs
-from mlplatform.orchestration import TAGS, actor, default_args, logical_ds, retrain_request_asset
+from mlplatform.dates import DS_PATTERN
+from mlplatform.orchestration import TAGS, actor, asset_event_day, default_args, logical_ds, retrain_request_asset
 
 
 def _request() -> tuple[str, str]:
@@ -29,8 +30,8 @@ def _request() -> tuple[str, str]:
     context = get_current_context()
     events = [e for evs in context["triggering_asset_events"].values() for e in evs]
     if events:
-        newest = max(events, key=lambda e: e.extra.get("cutoff_ds", ""))
-        return newest.extra["cutoff_ds"], newest.extra.get("reason", "drift")
+        cutoff, newest = max(((asset_event_day(e, "cutoff_ds"), e) for e in events), key=lambda r: r[0])
+        return cutoff, newest.extra.get("reason", "drift")
     params = context["params"]
     cutoff = params.get("cutoff_ds") or logical_ds()
     if not cutoff:
@@ -43,7 +44,7 @@ def build(cfg: ModelConfig):
          catchup=False, max_active_runs=1, default_args=default_args(), tags=[*TAGS, cfg.name, "train"],
          doc_md=__doc__,
          params={
-             "cutoff_ds": Param(None, type=["null", "string"], format="date",
+             "cutoff_ds": Param(None, type=["null", "string"], pattern=DS_PATTERN, format="date",
                                 description="Training cut-off day (YYYY-MM-DD); default: the logical date"),
              "reason": Param("manual", type="string", enum=["manual", "schedule", "drift", "performance", "age", "initial"]),
              "window_days": Param(cfg.training.window_days, type="integer", minimum=7,

@@ -4,7 +4,9 @@ The page is a FastAPI app mounted by the api-server at ``/model-reports`` and em
 (an iframe at ``/plugin/model-reports``) by an external view in the navigation bar:
 
 - ``GET /model-reports/``: every configured model's days and reports, trend charts, champion and
-  promotion log (rendered by ``mlplatform.reports_page``);
+  promotion log (rendered by ``mlplatform.reports_page``), and a notice for each model file that
+  failed validation. Model files are re-read when they change, so a new, changed or removed model
+  appears here, and in the report routes, without restarting the api-server;
 - ``GET /model-reports/{model}/{ds}/{file}``: one report file from the lake, ``file`` being one of
   ``reports_page.REPORT_FILES``;
 - ``GET /model-reports/static/plotly-<version>.min.js``: plotly.js from the installed plotly package.
@@ -71,13 +73,13 @@ def page(request: Request) -> Response:
     if not request.url.path.endswith("/"):  # relative links on the page need the trailing slash
         return RedirectResponse(f"{request.url.path}/", status_code=307)
     from mlplatform import reports_page
-    from mlplatform.config import settings
+    from mlplatform.config import config_errors, settings
     from mlplatform.lake import default_lake
 
     env, lake = settings(), default_lake()
     reports = [reports_page.model_reports(lake, name, description, env.mlflow_tracking_uri)
                for name, description in _known_models().items()]
-    html = reports_page.render_page(reports, env.lake_uri, env.mlflow_tracking_uri)
+    html = reports_page.render_page(reports, env.lake_uri, env.mlflow_tracking_uri, config_errors=config_errors())
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 

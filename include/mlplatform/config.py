@@ -2,31 +2,47 @@
 
 Everything hangs off one data directory and one lake URI, so a deployment changes
 environment variables, never code.
+
+Model files are checked against the strict schema of ``mlplatform.model_schema`` before the
+runtime objects below are built, and each file stands alone:
+
+- ``load_models()`` returns the valid configs and, separately, one ``ModelConfigError`` per broken
+  file, naming the file and every key path at fault. ``model_configs()`` gives the valid ones and
+  never raises for another file's mistake; ``model_config(name)`` of a broken model raises its
+  file's error.
+- The DAG factories build DAGs for the valid configs only. A broken file must still be seen in
+  Airflow, and an import error belongs to a DAG file, so ``dags/model_config_errors.py`` builds no
+  DAG and raises ``raise_for_config_errors()``: Airflow lists exactly one import error, on that
+  file, naming every broken model file and key path, while the other models' DAGs load.
+- The cache follows the files: it is keyed on each YAML file's name and content, and rebuilt when
+  one changes, so a long-lived process (the api-server's reports page) sees a new, changed or
+  removed model file at its next call.
+
+``python -m mlplatform.config check [FILES...]`` validates files (default: the models directory)
+without importing Airflow, prints each error and exits 1 on any error.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import re
+import sys
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
+from mlplatform import model_schema
 from mlplatform.contracts import Contract
 from mlplatform.drift_policy import DriftPolicy
 from mlplatform.gates import GatePolicy
+from mlplatform.model_schema import MODEL_FAMILIES, SQL_IDENTIFIER  # noqa: F401 (MODEL_FAMILIES: for training)
 
 # One-slot Airflow pool: promotions and rollbacks of every model run one at a time (created at setup).
 PROMOTION_POOL = "model_promotion"
 
-# Model families the training module can build (see mlplatform.training.FAMILIES).
-MODEL_FAMILIES = ("hist_gradient_boosting", "logistic_regression")
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,7 @@ def settings() -> Settings:
 
 def checked_identifier(name: str) -> str:
     """Table and column names cannot be bind parameters, so they must be plain identifiers."""
-    if not _IDENTIFIER.match(name):
+    if not isinstance(name, str) or not SQL_IDENTIFIER.fullmatch(name):
         raise ValueError(f"not a plain SQL identifier: {name!r}")
     return name
 
@@ -190,96 +206,228 @@ class ModelConfig:
         return [f.name for f in self.features if f.kind == "numeric"]
 
 
-def _contract(dataset: str, source: dict, event_time: str) -> Contract:
-    for column in source["contract"]["columns"]:
-        checked_identifier(column)
-    return Contract.from_config(dataset, source["key"], event_time, source["contract"])
+# -- loading -------------------------------------------------------------------------------------------
+class ModelConfigError(ValueError):
+    """A model file that cannot be used: every problem found, each naming the file and the key path."""
+
+    def __init__(self, path: Path, messages: list[str], model: str | None = None):
+        self.path, self.file, self.model, self.messages = Path(path), display_path(path), model, tuple(messages)
+        self.lines = tuple(f"{self.file}: {message}" for message in messages)
+        super().__init__("\n".join(self.lines))
 
 
-def _parse_model(raw: dict) -> ModelConfig:
-    source = raw["source"]
-    labels = raw["labels"]
-    features = tuple(Feature(**f) for f in raw["features"])
-    for feat in features:
-        if feat.kind not in ("numeric", "categorical"):
-            raise ValueError(f"feature {feat.name}: kind must be numeric or categorical, got {feat.kind}")
-    for col in labels["contract"]["columns"]:
-        if col != labels["key"] and any(f.column == col for f in features):
-            raise ValueError(f"label column {col} is used as a feature; outcomes must never be features")
+@dataclass(frozen=True)
+class ModelFiles:
+    """What a set of model files holds: the valid configs, and the error of each broken file."""
+    configs: tuple[ModelConfig, ...]
+    errors: tuple[ModelConfigError, ...]
+
+
+def display_path(path: Path) -> str:
+    """Relative to the repository when inside it (``include/models/x.yaml``), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelConfigError(path, [f"cannot be read: {exc}"]) from None
+
+
+def _parse_yaml(path: Path, text: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ModelConfigError(path, [f"not valid YAML: {' '.join(str(exc).split())}"]) from None
+
+
+def _claimed_name(raw, path: Path) -> str:
+    """The model a file means to define, even when it is broken (so ``model_config`` can name its error)."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) else Path(path).stem
+
+
+def load_model_config(path: Path, text: str | None = None) -> ModelConfig:
+    """One model file (``text``: its content, if already read), checked against the schema;
+    ModelConfigError (a ValueError) on any problem."""
+    raw = _parse_yaml(path, _read_text(path) if text is None else text)
+    spec, found = model_schema.validate(raw)
+    if found:
+        raise ModelConfigError(path, [_message(p) for p in found], _claimed_name(raw, path))
+    try:
+        return _build(spec.model_dump(exclude_unset=True))
+    except (ValueError, TypeError, KeyError) as exc:  # the schema should have caught it: still name the file
+        raise ModelConfigError(path, [f"{type(exc).__name__}: {exc}"], spec.name) from exc
+
+
+def _message(problem: model_schema.Problem) -> str:
+    where = model_schema.key_path(problem.loc)
+    return f"{where}: {problem.message}" if where else problem.message
+
+
+def load_files(paths, texts: dict[Path, str] | None = None) -> ModelFiles:
+    """Each file on its own; a model name claimed by several files is an error in all but one of them:
+    the file named after the model (``<name>.yaml``), else the first in order."""
+    loaded: dict[Path, ModelConfig] = {}
+    errors: list[ModelConfigError] = []
+    for path in map(Path, paths):
+        try:
+            loaded[path] = load_model_config(path, (texts or {}).get(path))
+        except ModelConfigError as exc:
+            errors.append(exc)
+    owners: dict[str, Path] = {}
+    for path, cfg in sorted(loaded.items(), key=lambda item: item[0].stem != item[1].name):
+        if cfg.name in owners:
+            errors.append(ModelConfigError(path, [f"name: model name {cfg.name!r} is already defined in "
+                                                  f"{display_path(owners[cfg.name])}"], cfg.name))
+        else:
+            owners[cfg.name] = path
+    configs = tuple(cfg for path, cfg in loaded.items() if owners.get(cfg.name) == path)
+    return ModelFiles(configs, tuple(sorted(errors, key=lambda e: str(e.path))))
+
+
+def model_files(models_dir: Path) -> list[Path]:
+    return sorted(Path(models_dir).glob("*.yaml"))
+
+
+def _contents(paths: list[Path]) -> dict[Path, str | None]:
+    """Each file's text; None when it cannot be read (loading it then reports why)."""
+    texts: dict[Path, str | None] = {}
+    for path in paths:
+        try:
+            texts[path] = path.read_text()
+        except FileNotFoundError:  # removed while listing: gone
+            continue
+        except (OSError, UnicodeDecodeError):
+            texts[path] = None
+    return texts
+
+
+# models dir -> (the files' names and contents when last parsed, what they held)
+_CACHE: dict[str, tuple[tuple, ModelFiles]] = {}
+
+
+def load_models(models_dir: Path | None = None) -> ModelFiles:
+    """The models directory's files, parsed again only when a file was added, removed or changed.
+
+    The cache key is the files' contents, not their mtimes: the files are a few KB, reading them costs
+    about what a stat does, and an edit within the file system's timestamp granularity is not missed."""
+    directory = str(models_dir or settings().models_dir)
+    texts = _contents(model_files(Path(directory)))
+    key = tuple((path.name, text) for path, text in texts.items())
+    cached = _CACHE.get(directory)
+    if cached is None or cached[0] != key:
+        cached = (key, load_files(list(texts), {p: t for p, t in texts.items() if t is not None}))
+        _CACHE[directory] = cached
+    return cached[1]
+
+
+def model_configs(models_dir: Path | None = None) -> tuple[ModelConfig, ...]:
+    """The valid models; a broken file is left out (see ``config_errors``), never raised here."""
+    return load_models(models_dir).configs
+
+
+def config_errors(models_dir: Path | None = None) -> tuple[ModelConfigError, ...]:
+    return load_models(models_dir).errors
+
+
+def model_config(name: str) -> ModelConfig:
+    loaded = load_models()
+    for cfg in loaded.configs:
+        if cfg.name == name:
+            return cfg
+    for error in loaded.errors:
+        if error.model == name:
+            raise ModelConfigError(error.path, list(error.messages), error.model)  # the cached one stays untouched
+    raise KeyError(f"no model named {name!r} in {settings().models_dir}")
+
+
+class InvalidModelFiles(ValueError):
+    def __init__(self, errors: tuple[ModelConfigError, ...]):
+        self.errors = errors
+        lines = [line for error in errors for line in error.lines]
+        super().__init__(f"{len(errors)} model file(s) failed validation; their models' DAGs are not built, "
+                         "the other models' are:\n" + "\n".join(lines))
+
+
+def raise_for_config_errors(models_dir: Path | None = None) -> None:
+    """For the DAG folder: one import error in Airflow naming every broken model file and key path."""
+    errors = config_errors(models_dir)
+    if errors:
+        raise InvalidModelFiles(errors)
+
+
+# -- building the runtime objects from a validated file -----------------------------------------------
+def _build(raw: dict) -> ModelConfig:
+    """``raw``: the validated file as written (unset keys absent, so the dataclasses' defaults apply).
+    Each contract mapping goes to ``Contract.from_config`` whole, ``partition_column`` included."""
+    source, labels = raw["source"], raw["labels"]
     schedule = raw["schedule"]
+    gate = raw.get("gate", {})
     return ModelConfig(
         name=raw["name"],
         description=raw.get("description", ""),
         owner=raw.get("owner", "mlops"),
-        source=Source(
-            table=checked_identifier(source["table"]),
-            key=checked_identifier(source["key"]),
-            event_time=checked_identifier(source["event_time"]),
-            contract=_contract(f"{raw['name']}.features", source, source["event_time"]),
-        ),
-        labels=LabelSource(
-            table=checked_identifier(labels["table"]),
-            key=checked_identifier(labels["key"]),
-            available_at=checked_identifier(labels["available_at"]),
-            delay_days=int(labels.get("delay_days", 0)),
-            contract=_contract(f"{raw['name']}.labels", labels, labels["available_at"]),
-        ),
+        source=Source(table=source["table"], key=source["key"], event_time=source["event_time"],
+                      contract=Contract.from_config(f"{raw['name']}.features", source["key"], source["event_time"],
+                                                    source["contract"])),
+        labels=LabelSource(table=labels["table"], key=labels["key"], available_at=labels["available_at"],
+                           delay_days=labels.get("delay_days", 0),
+                           contract=Contract.from_config(f"{raw['name']}.labels", labels["key"],
+                                                         labels["available_at"], labels["contract"])),
         target=Target(**raw["target"]),
-        features=features,
-        training=_parse_training(raw["training"]),
+        features=tuple(Feature(**f) for f in raw["features"]),
+        training=_training(raw["training"]),
         thresholds=Thresholds(**raw["thresholds"]),
-        gate=GatePolicy(**{**raw.get("gate", {}), "segments": tuple(raw.get("gate", {}).get("segments", ()))}),
+        gate=GatePolicy(**{**gate, "segments": tuple(gate.get("segments", ()))}),
         drift_policy=DriftPolicy(**raw.get("drift_policy", {})),
-        schedule=Schedule(
-            ingest=schedule["ingest"],
-            start_date=schedule["start_date"],
-            end_date=schedule.get("end_date"),
-        ),
+        schedule=Schedule(ingest=schedule["ingest"], start_date=schedule["start_date"],
+                          end_date=schedule.get("end_date")),
         entity_columns=tuple(raw.get("entity_columns", ())),
-        context=_parse_context(raw["name"], raw["context"]) if raw.get("context") else None,
+        context=_context(raw["name"], raw["context"]) if raw.get("context") else None,
     )
 
 
-def _parse_training(raw: dict) -> Training:
-    search = Search(**raw.get("search", {}))
-    for family in [raw.get("family", Training.family), *search.families]:
-        if family not in MODEL_FAMILIES:
-            raise ValueError(f"unknown model family {family!r}; known: {MODEL_FAMILIES}")
-    return Training(**{**raw, "search": search})
+def _training(raw: dict) -> Training:
+    return Training(**{**raw, "search": Search(**raw.get("search", {}))})
 
 
-def _parse_context(model: str, ctx: dict) -> Context:
-    return Context(
-        table=checked_identifier(ctx["table"]),
-        join_on=checked_identifier(ctx["join_on"]),
-        observed_at=checked_identifier(ctx["observed_at"]),
-        lookback_hours=int(ctx["lookback_hours"]),
-        prefix=checked_identifier(ctx["prefix"]),
-        contract=Contract.from_config(f"{model}.context", ctx["join_on"], ctx["observed_at"], ctx["contract"]),
-    )
+def _context(model: str, ctx: dict) -> Context:
+    return Context(table=ctx["table"], join_on=ctx["join_on"], observed_at=ctx["observed_at"],
+                   lookback_hours=ctx["lookback_hours"], prefix=ctx["prefix"],
+                   contract=Contract.from_config(f"{model}.context", ctx["join_on"], ctx["observed_at"],
+                                                 ctx["contract"]))
 
 
-def load_model_config(path: Path) -> ModelConfig:
-    with open(path) as fh:
-        return _parse_model(yaml.safe_load(fh))
+# -- python -m mlplatform.config check [FILES...] ----------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlplatform.config",
+                                     description="Validate model files against the model-config schema.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate model files; exit status 1 on any error")
+    check.add_argument("files", nargs="*", type=Path,
+                       help="model files or directories of them (default: the models directory)")
+    args = parser.parse_args(argv)
+    paths, missing = [], []
+    for target in args.files or [settings().models_dir]:
+        if target.is_dir():
+            paths += model_files(target)
+        elif target.exists():
+            paths.append(target)
+        else:
+            missing.append(ModelConfigError(target, ["no such file or directory"]))
+    result = load_files(paths)
+    errors = [*missing, *result.errors]
+    for error in errors:
+        print(error)
+    print(f"{len(paths) + len(missing)} model file(s) checked, {len({e.path for e in errors})} with errors",
+          file=sys.stderr)
+    return 1 if errors else 0
 
 
-@lru_cache(maxsize=8)
-def _load_all(models_dir: str) -> tuple[ModelConfig, ...]:
-    paths = sorted(Path(models_dir).glob("*.yaml"))
-    configs = tuple(load_model_config(p) for p in paths)
-    names = [c.name for c in configs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"duplicate model names in {models_dir}: {names}")
-    return configs
-
-
-def model_configs(models_dir: Path | None = None) -> tuple[ModelConfig, ...]:
-    return _load_all(str(models_dir or settings().models_dir))
-
-
-def model_config(name: str) -> ModelConfig:
-    for cfg in model_configs():
-        if cfg.name == name:
-            return cfg
-    raise KeyError(f"no model named {name!r} in {settings().models_dir}")
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Asset, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlplatform.dates import checked_ds
 
 
 TAGS = ["mlplatform"]
@@ -50,16 +53,43 @@ def logical_ds() -> str | None:
 
 def triggered_days(key: str = "days") -> list[str]:
     """Days named by the asset events that triggered this run (several may be batched into one run);
-    for a manual run or ``dag.test``, the ``ds`` param or the logical date."""
+    for a manual run or ``dag.test``, the ``ds`` param or the logical date. A value that is not a
+    day fails the task before any job runs: it would become a lake path."""
     context = get_current_context()
     days: set[str] = set()
     for events in context["triggering_asset_events"].values():
         for event in events:
-            days.update(event.extra.get(key, []))
+            days.update(asset_event_days(event, key))
     if not days:
         explicit = context["params"].get("ds") or logical_ds()
-        days = {explicit} if explicit else set()
+        days = {_checked_day(explicit, "the ds param")} if explicit else set()
     return sorted(days)
+
+
+def asset_event_days(event, key: str = "days") -> list[str]:
+    """The list of days in ``event.extra[key]`` (none if absent), each checked."""
+    value = (event.extra or {}).get(key, [])
+    if not isinstance(value, list):
+        raise AirflowFailException(f"{_describe(event)}: extra[{key!r}] must be a list of days, got {value!r}")
+    return [_checked_day(day, f"{_describe(event)}: extra[{key!r}]") for day in value]
+
+
+def asset_event_day(event, key: str) -> str:
+    """The one day in ``event.extra[key]``, checked."""
+    return _checked_day((event.extra or {}).get(key), f"{_describe(event)}: extra[{key!r}]")
+
+
+def _describe(event) -> str:
+    asset = getattr(getattr(event, "asset", None), "name", "?")
+    source = f" from {event.source_dag_id}/{event.source_run_id}" if getattr(event, "source_dag_id", None) else ""
+    return f"asset event of {asset}{source}"
+
+
+def _checked_day(value, where: str) -> str:
+    try:
+        return checked_ds(value)
+    except ValueError as exc:  # bad input: retrying cannot fix it
+        raise AirflowFailException(f"{where}: {exc}") from None
 
 
 def actor() -> str:

@@ -421,10 +421,11 @@ def outside_chart(report: ModelReports) -> int:
 
 
 def render_page(reports: list[ModelReports], lake_uri: str, tracking_uri: str,
-                plotly_src: str | None = None, now: datetime | None = None) -> str:
-    """The whole page; links to report files and to plotly.js are relative to the page's URL."""
+                plotly_src: str | None = None, now: datetime | None = None, config_errors=()) -> str:
+    """The whole page; links to report files and to plotly.js are relative to the page's URL.
+    ``config_errors`` (``config.ModelConfigError``: ``.file``, ``.lines``) become one notice per broken file."""
     return _environment().get_template("model_reports.html").render(
-        reports=reports, lake_uri=lake_uri, tracking_uri=tracking_uri,
+        reports=reports, lake_uri=lake_uri, tracking_uri=tracking_uri, config_errors=config_errors,
         plotly_src=plotly_src or f"static/{plotly_js_name()}",
         generated=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
         figures=figures, outside_chart=outside_chart, evidence_summary=evidence_summary, event_style=EVENT_STYLE)
