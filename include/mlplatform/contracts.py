@@ -49,6 +49,20 @@ class Contract:
     min_rows: int = 1
     max_rows: int | None = None
     event_time: str | None = None  # must lie inside the batch's interval
+    # A date column naming the day each row belongs to: the day's batch is selected by it, so a row that
+    # claims the day but whose event time lies elsewhere is a breach instead of a row silently left out.
+    partition_column: str | None = None
+
+    def __post_init__(self):
+        pc = self.partition_column
+        if pc is not None and (pc not in self.columns or self.columns[pc].dtype != "date"):
+            raise ValueError(f"{self.dataset}: partition_column {pc!r} must be a declared column of dtype date")
+
+    @property
+    def queried_columns(self) -> tuple[str, ...]:
+        """Every column an extract names: the declared ones plus those its WHERE clause uses."""
+        extra = [c for c in (self.event_time, self.partition_column) if c and c not in self.columns]
+        return (*self.columns, *extra)
 
     @classmethod
     def from_config(cls, dataset: str, key, event_time: str | None, raw: dict) -> Contract:
@@ -57,7 +71,8 @@ class Contract:
         columns = {name: ColumnRule(**{**rule, "categories": tuple(rule["categories"]) if rule.get("categories") else None})
                    for name, rule in raw["columns"].items()}
         rows = raw.get("rows", {})
-        return cls(dataset, key, columns, rows.get("min", 1), rows.get("max"), event_time)
+        return cls(dataset, key, columns, rows.get("min", 1), rows.get("max"), event_time,
+                   raw.get("partition_column"))
 
 
 @dataclass
@@ -85,6 +100,37 @@ def _check_shape(frame: "pd.DataFrame", contract: Contract, report: ContractRepo
         _fail(contract, "*", "row_count", f"{len(frame)} rows, expected at least {contract.min_rows}")
     if contract.max_rows is not None and len(frame) > contract.max_rows:
         _fail(contract, "*", "row_count", f"{len(frame)} rows, expected at most {contract.max_rows}")
+
+
+def check_table_columns(contract: Contract, table: str, columns: list[str]) -> None:
+    """Schema drift, before any row is read: raise ContractViolation (rule ``required_column``) when the
+    table lacks a column the extract names, naming the missing ones and listing the table's columns the
+    contract does not declare. Names compare in upper case, as the warehouse stores unquoted ones."""
+    present = {c.upper() for c in columns}
+    missing = [c for c in contract.queried_columns if c.upper() not in present]
+    if missing:
+        known = {c.upper() for c in contract.queried_columns}
+        unexpected = [c for c in columns if c.upper() not in known]
+        hint = f"unexpected columns {unexpected} (renamed?)" if unexpected else "no unexpected columns (dropped?)"
+        _fail(contract, ",".join(missing), "required_column", f"missing from table {table}; {hint}")
+
+
+def _check_interval(frame: "pd.DataFrame", contract: Contract, interval: tuple[datetime, datetime]) -> None:
+    """Every event time inside [start, end). The detail says how many of the batch's rows (and, with a
+    partition column, which day they claim) lie outside, and where their event times lie."""
+    import pandas as pd
+
+    times = pd.to_datetime(frame[contract.event_time])
+    outside = (times < interval[0]) | (times >= interval[1])
+    if outside.any():
+        claim = ""
+        if contract.partition_column:
+            days = sorted({str(d) for d in frame.loc[outside, contract.partition_column]})
+            claim = f" with {contract.partition_column} = {' or '.join(days[:3])}" + (" or ..." if len(days) > 3 else "")
+        wrong = times[outside]
+        _fail(contract, contract.event_time, "inside_interval",
+              f"{int(outside.sum())} of {len(frame)} rows{claim} lie outside [{interval[0]}, {interval[1]}): "
+              f"their {contract.event_time} runs from {wrong.min()} to {wrong.max()}")
 
 
 def _offenders(values: "pd.Series", rule: ColumnRule) -> list[str]:
@@ -121,8 +167,6 @@ def _check_column(frame: "pd.DataFrame", name: str, rule: ColumnRule, contract: 
 
 def check(frame: "pd.DataFrame", contract: Contract, interval: tuple[datetime, datetime] | None = None) -> ContractReport:
     """Raise ContractViolation on the first breach; otherwise report what was accepted."""
-    import pandas as pd
-
     report = ContractReport()
     _check_shape(frame, contract, report)
     for name, rule in contract.columns.items():
@@ -133,9 +177,5 @@ def check(frame: "pd.DataFrame", contract: Contract, interval: tuple[datetime, d
         example = frame.loc[duplicated, keys].iloc[0].tolist()
         _fail(contract, ",".join(keys), "unique_key", f"{int(duplicated.sum())} duplicate keys, e.g. {example}")
     if interval and contract.event_time and len(frame):
-        times = pd.to_datetime(frame[contract.event_time])
-        outside = (times < interval[0]) | (times >= interval[1])
-        if outside.any():
-            _fail(contract, contract.event_time, "inside_interval",
-                  f"{int(outside.sum())} rows outside [{interval[0]}, {interval[1]}), e.g. {times[outside].iloc[0]}")
+        _check_interval(frame, contract, interval)
     return report

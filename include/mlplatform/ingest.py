@@ -2,19 +2,26 @@
 
 ``ingest_features`` takes the rows scheduled on the day (published before it starts) with the
 context observed before the cut-off; ``ingest_labels`` takes the outcomes that became available
-during the day before. Each batch is checked against its data contract before anything is written;
-a breach keeps the batch in quarantine with its reason and raises ``ContractViolation``.
+during the day before. A source whose contract declares a ``partition_column`` is read by it (every
+row that claims the day), then its event times are checked against the day; other sources are read
+by event time. The table's columns are compared with the contract before anything is read, and each
+batch is checked against its contract before anything is written: a breach keeps the batch (or the
+reason alone) in quarantine and raises ``ContractViolation``.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 from mlplatform import contracts, registry
 from mlplatform.config import Context, model_config, settings
 from mlplatform.dates import checked_ds, day, shift
 from mlplatform.lake import FEATURES_AREA, LABELS_AREA, QUARANTINE_AREA, default_lake
-from mlplatform.warehouse import Warehouse, WarehouseTableMissing, select_between
+from mlplatform.warehouse import (Warehouse, WarehouseColumnMissing, WarehouseTableMissing, select_between,
+                                  select_day, summarise)
+
+log = logging.getLogger(__name__)
 
 
 def day_interval(ds: str) -> tuple[datetime, datetime]:
@@ -30,31 +37,106 @@ def quarantine(dataset: str, ds: str, reason: dict, batch=None) -> str:
     if batch is not None:  # text columns as strings, so a batch with mixed types still serialises
         text = {c: "string" for c in batch.columns if batch[c].dtype == object}
         lake.write_frame(f"{qdir}/batch.parquet", batch.astype(text))
+    else:  # an earlier attempt's batch would not match this reason
+        lake.delete(f"{qdir}/batch.parquet")
     lake.write_json(f"{qdir}/reason.json", {**reason, "quarantined_at": datetime.now(timezone.utc).isoformat()})
     return lake.uri(qdir)
 
 
+def batch_query(table: str, contract: contracts.Contract, start: datetime, end: datetime) -> tuple[str, dict]:
+    """The day's rows: by the contract's partition column when it declares one (the interval must then be
+    one whole day, and the event time is checked against it afterwards), else by the event time."""
+    if contract.partition_column is None:
+        return select_between(table, tuple(contract.columns), contract.event_time, start, end)
+    if start != datetime.combine(start.date(), datetime.min.time()) or end - start != timedelta(days=1):
+        raise ValueError(f"{contract.dataset}: a partition column needs a one-day interval, got [{start}, {end})")
+    return select_day(table, tuple(contract.columns), contract.partition_column, start.date().isoformat())
+
+
 def checked_batch(ds: str, table: str, contract: contracts.Contract, start: datetime, end: datetime):
-    """Rows of ``table`` whose contract event-time lies in [start, end), checked against the contract.
-    On a breach the batch goes to quarantine and ContractViolation is raised."""
-    sql, params = select_between(table, tuple(contract.columns), contract.event_time, start, end)
+    """The rows of ``table`` for the interval [start, end) (see ``batch_query``), checked against the
+    contract: the table's columns first, then the batch. On a breach, the batch (or, when no batch could
+    be read, the reason alone) goes to quarantine and ContractViolation is raised."""
+    sql, params = batch_query(table, contract, start, end)
+    source = {"table": table, "query": sql, "params": params}
     wh = Warehouse(settings().warehouse_conn_id)
     try:
-        result = wh.query(sql, params)
-    except WarehouseTableMissing as exc:
-        quarantine(contract.dataset, ds, {"dataset": contract.dataset, "rule": "table_exists", "column": "*",
-                                          "detail": str(exc), "query": sql, "params": params})
-        raise
+        result = _read_batch(wh, ds, table, contract, source)
+        source["query_id"] = result.query_id
+        try:
+            report = contracts.check(result.frame, contract, (start, end))
+        except contracts.ContractViolation as breach:
+            if breach.rule == "row_count":
+                breach = _with_detail(breach, census(wh, table, contract, start, end))
+            raise _quarantined(breach, ds, {"source": source}, result.frame) from breach
     finally:
         wh.close()
-    source = {"table": table, "query": sql, "params": params, "query_id": result.query_id}
-    try:
-        report = contracts.check(result.frame, contract, (start, end))
-    except contracts.ContractViolation as breach:
-        where = quarantine(contract.dataset, ds, {**breach.as_dict(), "source": source}, result.frame)
-        raise contracts.ContractViolation(breach.dataset, breach.column, breach.rule,
-                                          f"{breach.detail}; batch quarantined at {where}") from breach
     return result.frame, source, report
+
+
+def _read_batch(wh: Warehouse, ds: str, table: str, contract: contracts.Contract, source: dict):
+    """The batch, once the table is known to hold every column the query names. A missing column (found
+    by the schema check, or by the driver at query time) is a contract breach; a missing table raises
+    WarehouseTableMissing. Either way the reason is quarantined."""
+    try:
+        columns = wh.table_columns(table)
+        try:
+            contracts.check_table_columns(contract, table, columns)
+        except contracts.ContractViolation as breach:
+            raise _quarantined(breach, ds, {"source": source, "table_columns": columns}) from breach
+        try:
+            return wh.query(source["query"], source["params"])
+        except WarehouseColumnMissing as exc:
+            breach = contracts.ContractViolation(contract.dataset, exc.column, "required_column", str(exc))
+            raise _quarantined(breach, ds, {"source": source}) from exc
+    except WarehouseTableMissing as exc:
+        quarantine(contract.dataset, ds, {"dataset": contract.dataset, "rule": "table_exists", "column": "*",
+                                          "detail": str(exc), **source})
+        raise
+
+
+def _quarantined(breach: contracts.ContractViolation, ds: str, record: dict, batch=None) -> contracts.ContractViolation:
+    """Quarantine the breach (and the batch, if any was read); the breach to raise names where it went."""
+    where = quarantine(breach.dataset, ds, {**breach.as_dict(), **record}, batch)
+    return _with_detail(breach, f"{'batch' if batch is not None else 'reason'} quarantined at {where}")
+
+
+def _with_detail(breach: contracts.ContractViolation, more: str) -> contracts.ContractViolation:
+    return contracts.ContractViolation(breach.dataset, breach.column, breach.rule, f"{breach.detail}; {more}")
+
+
+def census(wh: Warehouse, table: str, contract: contracts.Contract, start: datetime, end: datetime) -> str:
+    """What the table holds around a short day, so that a day that moved or never arrived says so: with a
+    partition column, its rows for the day (and where their event times lie) and the rows whose event time
+    lies in the interval (and which days they claim); without one, the nearest event times either side."""
+    et, pc = contract.event_time, contract.partition_column
+    try:
+        if pc:
+            the_day = start.date().isoformat()
+            n, first, last = _count(wh, summarise(table, et, pc, equals=the_day))
+            by_day = f"{n} rows with {pc} = {the_day}" + (f" ({et} {_span(first, last)})" if n else "")
+            n, first, last = _count(wh, summarise(table, pc, et, start=start, end=end))
+            by_time = f"{n} rows with {et} in [{start}, {end})" + (f" ({pc} {_span(first, last)})" if n else "")
+            return f"the table holds {by_day}, and {by_time}"
+        n, _, last = _count(wh, summarise(table, et, et, end=start))
+        before = f"{n} rows with {et} before {start}" + (f" (the last at {last})" if n else "")
+        n, first, _ = _count(wh, summarise(table, et, et, start=end))
+        after = f"{n} rows with {et} from {end} on" + (f" (the first at {first})" if n else "")
+        return f"the table holds {before} and {after}"
+    except Exception as exc:  # a failing census must not hide the breach it explains
+        log.warning("census of %s failed: %s", table, exc)
+        return f"no census of the table ({exc})"
+
+
+def _span(first, last) -> str:
+    return f"{first}" if first == last else f"from {first} to {last}"
+
+
+def _count(wh: Warehouse, query: tuple[str, dict]) -> tuple[int, object, object]:
+    """(rows, least, greatest) of a ``summarise`` query. The range means nothing without rows (the emulator
+    answers the MIN of no timestamps with 1970-01-01, not NULL)."""
+    row = wh.query(*query).frame.iloc[0]
+    return int(row["N"]), row["FIRST"], row["LAST"]
 
 
 def extract(area: str, model: str, ds: str, table: str, contract: contracts.Contract,

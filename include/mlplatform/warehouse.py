@@ -10,6 +10,7 @@ plus that one connector argument. Nothing else differs between the two paths.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -23,6 +24,27 @@ log = logging.getLogger(__name__)
 
 class WarehouseTableMissing(RuntimeError):
     """The source table named in a model config does not exist in the warehouse."""
+
+
+class WarehouseColumnMissing(RuntimeError):
+    """The warehouse refused a query naming a column the table does not have (renamed or dropped)."""
+
+    def __init__(self, column: str, message: str):
+        self.column = column
+        super().__init__(message)
+
+
+# The driver's error for an unknown column: Snowflake's (error 904), and the emulator's (DuckDB's binder).
+_UNKNOWN_COLUMN = (re.compile(r"invalid identifier '(?:[A-Za-z0-9_$]+\.)*\"?([^'\"]+)\"?'"),
+                   re.compile(r'Referenced column "([^"]+)" not found'))
+
+
+def unknown_column(message: str) -> str | None:
+    """The column a driver error says is unknown, or None when the error is about something else."""
+    for pattern in _UNKNOWN_COLUMN:
+        if match := pattern.search(message):
+            return match.group(1)
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,10 +101,29 @@ class Warehouse:
         except sf_errors.ProgrammingError as exc:
             if "does not exist" in str(exc):
                 raise WarehouseTableMissing(f"warehouse query failed, a table is missing: {exc.msg}") from exc
+            if column := unknown_column(str(exc)):
+                raise WarehouseColumnMissing(column, f"warehouse query failed, column {column} is missing: "
+                                                     f"{exc.msg}") from exc
             raise
         frame = cursor.fetch_pandas_all()
         log.info("warehouse query %s returned %d rows", cursor.sfqid, len(frame))
         return QueryResult(frame=frame, sql=sql, params=dict(params or {}), query_id=cursor.sfqid)
+
+    def table_columns(self, table: str) -> list[str]:
+        """The table's column names in order, as the warehouse stores them (unquoted identifiers in upper
+        case), from INFORMATION_SCHEMA. A one- or two-part name resolves in the session's current database
+        and schema, as queries do. Raises WarehouseTableMissing when the table is not there."""
+        *qualifiers, name = checked_identifier(table).upper().split(".")
+        database, schema = ([None, None] + qualifiers)[-2:]
+        catalog = f"{database}.INFORMATION_SCHEMA" if database else "INFORMATION_SCHEMA"
+        cursor = self.connection().cursor()
+        cursor.execute(f"SELECT COLUMN_NAME FROM {catalog}.COLUMNS WHERE TABLE_NAME = %(table)s "
+                       "AND TABLE_SCHEMA = COALESCE(%(schema)s, CURRENT_SCHEMA()) ORDER BY ORDINAL_POSITION",
+                       {"table": name, "schema": schema})
+        columns = [row[0] for row in cursor.fetchall()]
+        if not columns:
+            raise WarehouseTableMissing(f"table {table} does not exist in the warehouse (or is not visible)")
+        return columns
 
     def execute(self, sql: str, params: dict | None = None) -> str:
         cursor = self.connection().cursor()
@@ -112,12 +153,38 @@ class Warehouse:
         return inserted
 
 
+def _timestamp(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def select_between(table: str, columns: tuple[str, ...], time_column: str, start, end) -> tuple[str, dict]:
     """SQL and binds for the rows of ``table`` whose ``time_column`` lies in [start, end)."""
     cols = ", ".join(checked_identifier(c) for c in columns)
     tc = checked_identifier(time_column)
     sql = f"SELECT {cols} FROM {checked_identifier(table)} WHERE {tc} >= %(start)s AND {tc} < %(end)s ORDER BY 1"
-    return sql, {"start": start.strftime("%Y-%m-%d %H:%M:%S"), "end": end.strftime("%Y-%m-%d %H:%M:%S")}
+    return sql, {"start": _timestamp(start), "end": _timestamp(end)}
+
+
+def select_day(table: str, columns: tuple[str, ...], partition_column: str, day: str) -> tuple[str, dict]:
+    """SQL and binds for the rows of ``table`` whose ``partition_column`` (a date) is ``day``."""
+    cols = ", ".join(checked_identifier(c) for c in columns)
+    pc = checked_identifier(partition_column)
+    return f"SELECT {cols} FROM {checked_identifier(table)} WHERE {pc} = %(day)s ORDER BY 1", {"day": day}
+
+
+def summarise(table: str, column: str, where_column: str, *, equals=None, start=None, end=None) -> tuple[str, dict]:
+    """SQL and binds for the count of rows of ``table`` whose ``where_column`` equals ``equals`` or lies in
+    [start, end) (a bound left out is open), with the least and greatest ``column`` among them."""
+    wc = checked_identifier(where_column)
+    conditions, params = [], {}
+    for op, key, value in (("=", "equals", equals), (">=", "start", start), ("<", "end", end)):
+        if value is not None:
+            conditions.append(f"{wc} {op} %({key})s")
+            params[key] = value if isinstance(value, str) else _timestamp(value)
+    c = checked_identifier(column)
+    sql = (f"SELECT COUNT(*) AS N, MIN({c}) AS FIRST, MAX({c}) AS LAST FROM {checked_identifier(table)} "
+           f"WHERE {' AND '.join(conditions)}")
+    return sql, params
 
 
 PREDICTIONS_TABLE = "FLIGHTS.ML.PREDICTIONS"
