@@ -45,14 +45,15 @@ demo: venv
 	$(STACK) up
 	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.devstack.demo
 
-# Debian packages the tests drive: Chromium for the reports page, docker-compose to validate the compose file.
-SYSTEM_DEPS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose
+# Debian packages the tests drive: Chromium for the reports page, docker-compose to validate the compose file,
+# psql to run the compose file's database init script against the machine's PostgreSQL.
+SYSTEM_DEPS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose /usr/bin/psql
 system-deps:
 	@missing=0; for f in $(SYSTEM_DEPS); do test -x $$f || missing=1; done; \
 	if [ $$missing = 1 ]; then \
-	  echo "installing Debian packages chromium chromium-driver docker-compose"; \
+	  echo "installing Debian packages chromium chromium-driver docker-compose postgresql-client"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver docker-compose >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver docker-compose postgresql-client >/dev/null; \
 	fi
 
 test: venv system-deps

@@ -268,12 +268,10 @@ def purge_queue(profile: Profile) -> None:
     client.delete(profile.queue, *client.scan_iter(match=f"_kombu.binding*.{profile.queue}"))
 
 
-def s3_client(profile: Profile | None = None):
-    """boto3's S3 client: the profile's moto endpoint and dummy keys, or (None) the environment's settings."""
+def s3_client(profile: Profile):
+    """boto3's S3 client for the profile's moto endpoint, with its dummy keys."""
     import boto3
 
-    if profile is None:
-        return boto3.client("s3")
     return boto3.client("s3", endpoint_url=profile.s3_endpoint, aws_access_key_id=DUMMY_AWS["AWS_ACCESS_KEY_ID"],
                         aws_secret_access_key=DUMMY_AWS["AWS_SECRET_ACCESS_KEY"], region_name=DUMMY_AWS["AWS_DEFAULT_REGION"])
 
@@ -307,14 +305,6 @@ def ensure_pipeline_user(profile: Profile, env: dict[str, str]) -> None:
     """The pipeline's own MLflow user: not an admin; it owns the experiments and models it creates."""
     ensure_mlflow_user(env["MLFLOW_TRACKING_URI"], (ADMIN_USER, admin_password(profile)),
                        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
-
-
-def compose_init() -> None:
-    """docker-compose.yml's airflow-init step before `airflow db migrate`: MLflow's databases and the buckets."""
-    from urllib.parse import urlparse
-
-    create_databases(os.environ["MLOPS_POSTGRES_URL"], [n for n in os.environ["MLOPS_CREATE_DATABASES"].split(",") if n])
-    create_buckets(s3_client(), [urlparse(u).netloc for u in os.environ["MLOPS_CREATE_BUCKETS"].split(",") if u])
 
 
 def compose_mlflow_user() -> None:
@@ -539,7 +529,7 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(argv[1:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status", "env", "measure", "compose-init", "mlflow-user"],
+    parser.add_argument("command", choices=["up", "down", "status", "env", "measure", "mlflow-user"],
                         nargs="?", default="status")
     parser.add_argument("--keep-databases", action="store_true", help="down: stop processes only")
     parser.add_argument("--profile", choices=["distributed", "embedded"], default="distributed")
@@ -562,8 +552,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "env":
         for key, value in sorted(profile_env(profile).items()):
             print(f"export {key}='{value}'")
-    elif args.command == "compose-init":
-        compose_init()
     elif args.command == "mlflow-user":
         compose_mlflow_user()
     elif args.command == "measure":
