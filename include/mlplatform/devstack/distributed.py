@@ -22,7 +22,8 @@ Each worker records every file it opens under the profile's data directory or th
 
 The object store is moto's in-memory server: it does not survive a stop, so ``down`` also drops the
 profile's databases rather than leave runs and model versions pointing at artifacts that are gone.
-The embedded profile's variables (MLOPS_*, AIRFLOW*, MLFLOW_*) do not leak in; settings of this profile:
+The embedded profile's variables (MLOPS_*, AIRFLOW*, MLFLOW_*) do not leak in; settings of this profile (from the
+environment, or ./.env as a dotenv file: localenv.DISTRIBUTED_NAMES):
 MLOPS_DISTRIBUTED_DATA_DIR, MLOPS_POSTGRES_URL, MLOPS_REDIS_URL, MLFLOW_AUTH_ADMIN_PASSWORD,
 MLOPS_MLFLOW_PIPELINE_PASSWORD (both generated into the data directory when unset). The database roles' passwords
 are generated into the data directory.
@@ -35,6 +36,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import sys
 import tempfile
 import threading
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlplatform.config import REPO_ROOT
+from mlplatform.devstack.localenv import apply_dotenv, distributed_setting
 from mlplatform.devstack.stack import (VENV_BIN, Component, _airflow_components, _persistent_secret, free_port,
                                        prepare_airflow_db, running, stack_env, start, stop, write_private)
 
@@ -572,6 +575,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--search-budget", type=int, default=0, help="measure: the first training's search budget")
     parser.add_argument("--concurrency", type=int, default=1, help="measure: task slots per Celery worker")
     args = parser.parse_args(argv)
+    apply_dotenv(distributed_setting)
     profile = Profile.from_env()
     if args.command == "up":
         env = up(profile)
@@ -583,7 +587,7 @@ def main(argv: list[str] | None = None) -> None:
         down(profile, drop=not args.keep_databases)
     elif args.command == "env":
         for key, value in sorted(profile_env(profile).items()):
-            print(f"export {key}='{value}'")
+            print(f"export {key}={shlex.quote(value)}")
     elif args.command == "mlflow-user":
         compose_mlflow_user()
     elif args.command == "measure":

@@ -3,7 +3,7 @@
     python -m mlplatform.devstack.stack up|down|status|env
 
 All state lives under MLOPS_DATA_DIR (default .data/). Every setting can be overridden from
-the environment (or a .env file loaded by the Makefile); see .env.example.
+the environment or from ./.env, read as a dotenv file (mlplatform.devstack.localenv); see .env.example.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplatform.config import PROMOTION_POOL, REPO_ROOT
+from mlplatform.devstack.localenv import apply_dotenv, embedded_setting
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -255,14 +257,15 @@ def down(env: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     command = (argv or sys.argv[1:] or ["status"])[0]
+    from_dotenv = apply_dotenv(embedded_setting)
     env = stack_env()
     if command == "up":
         up(env)
     elif command == "down":
         down(env)
-    elif command == "env":
-        for key, value in sorted(env.items()):
-            print(f"export {key}='{value}'")
+    elif command == "env":  # for eval in a shell: quoted so every value arrives unchanged
+        for key, value in sorted({**from_dotenv, **env}.items()):
+            print(f"export {key}={shlex.quote(value)}")
     else:
         for component in components(env):
             print(f"{component.name:22} {component.port or '-':>6} {'up' if running(component, env) else 'down'}")
