@@ -207,12 +207,12 @@ def write_auth_config(profile: Profile) -> Path:
     password is not in it: MLFLOW_AUTH_ADMIN_PASSWORD is)."""
     path = profile.data_dir / "mlflow" / "basic_auth.ini"
     write_private(path, "[mlflow]\n"
-                    "default_permission = READ\n"
-                    f"database_uri = {profile.sqlalchemy_url('mlflow_auth')}\n"
-                    f"admin_username = {ADMIN_USER}\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                    # Without it every request re-derives the password hash (PBKDF2): ~1 s each on a busy box.
-                    "auth_cache_ttl_seconds = 60\n")
+                        "default_permission = READ\n"
+                        f"database_uri = {profile.sqlalchemy_url('mlflow_auth')}\n"
+                        f"admin_username = {ADMIN_USER}\n"
+                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                        # Without it every request re-derives the password hash (PBKDF2): ~1 s each on a busy box.
+                        "auth_cache_ttl_seconds = 60\n")
     return path
 
 
