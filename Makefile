@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Optional local overrides (see .env.example); never committed.
--include .env
-export
-
+# Optional local overrides live in .env (see .env.example; never committed). make never reads it: the platform's
+# entry points parse it as a dotenv file and apply only the variables they use (mlplatform.devstack.localenv), so
+# `$`, `#` and quotes in values arrive unchanged and the docker-compose secrets in it reach no recipe.
 STACK := $(BIN)/python -m mlplatform.devstack.stack
+# Runs a command with the embedded stack's environment plus the platform's settings from .env.
+WITH_ENV := $(BIN)/python -m mlplatform.devstack.localenv
 
 .PHONY: venv system-deps up down status demo test test-fast check-config lock clean lineage evaluate-ct up-distributed down-distributed reports-ui
 
@@ -43,16 +44,17 @@ status: venv
 
 demo: venv
 	$(STACK) up
-	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.devstack.demo
+	$(WITH_ENV) $(BIN)/python -m mlplatform.devstack.demo
 
-# Debian packages the tests drive: Chromium for the reports page, docker-compose to validate the compose file.
-SYSTEM_DEPS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose
+# Debian packages the tests drive: Chromium for the reports page, docker-compose to validate the compose file,
+# psql to run the compose file's database init script against the machine's PostgreSQL.
+SYSTEM_DEPS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/docker-compose /usr/bin/psql
 system-deps:
 	@missing=0; for f in $(SYSTEM_DEPS); do test -x $$f || missing=1; done; \
 	if [ $$missing = 1 ]; then \
-	  echo "installing Debian packages chromium chromium-driver docker-compose"; \
+	  echo "installing Debian packages chromium chromium-driver docker-compose postgresql-client"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver docker-compose >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver docker-compose postgresql-client >/dev/null; \
 	fi
 
 test: venv system-deps check-config
@@ -76,15 +78,15 @@ clean: down
 
 # Lineage, e.g. `make lineage ARGS="prediction flight_delay 2013-02-05"` or `ARGS="model flight_delay 1"`.
 lineage: venv
-	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.lineage $(ARGS)
+	$(WITH_ENV) $(BIN)/python -m mlplatform.lineage $(ARGS)
 
 # Does continuous training pay? Replays Feb-Dec 2013 (frozen / weekly / drift-triggered retraining) in-process
 # on a local lake under .data/evaluate-ct; writes docs/continuous_training.{md,json}. E.g. ARGS="--end 2013-03-31".
 evaluate-ct: venv
-	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evaluation $(ARGS)
+	$(WITH_ENV) $(BIN)/python -m mlplatform.evaluation $(ARGS)
 
 # Evidently's own UI over the daily monitoring runs: the runs the monitor wrote to the lake are first copied into a
 # local workspace ($MLOPS_DATA_DIR/evidently, default .data/evidently); one project per model, on http://127.0.0.1:8000.
 reports-ui: venv
-	eval "$$($(STACK) env)" && $(BIN)/python -m mlplatform.evidently_workspace sync \
-		&& $(BIN)/evidently ui --workspace "$${MLOPS_EVIDENTLY_WORKSPACE:-$$MLOPS_DATA_DIR/evidently}" --host 127.0.0.1 --port 8000
+	$(WITH_ENV) $(SHELL) -c '$(BIN)/python -m mlplatform.evidently_workspace sync \
+		&& $(BIN)/evidently ui --workspace "$${MLOPS_EVIDENTLY_WORKSPACE:-$$MLOPS_DATA_DIR/evidently}" --host 127.0.0.1 --port 8000'

@@ -213,3 +213,21 @@ def test_default_admin_password_is_not_in_place(stack):
     assert admin.status_code == 200 and admin.json()["user"]["is_admin"] is True
     # The admin password reaches only the MLflow server: no Airflow component or task sees it.
     assert admin_password(profile) not in json.dumps(env)
+
+
+def test_services_connect_to_postgres_as_their_own_roles(pipeline, stack):
+    """Airflow's components and tasks and the MLflow server hold connections to their own databases, each as its
+    service's role; none as the administrator (MLOPS_POSTGRES_URL's user), which only created them."""
+    import psycopg
+
+    profile, _, _ = stack
+    with psycopg.connect(f"{profile.postgres_url}/postgres", autocommit=True) as conn:
+        sessions = conn.execute("SELECT DISTINCT datname, usename FROM pg_stat_activity WHERE datname = ANY(%s)",
+                                [list(profile.databases.values())]).fetchall()
+        superusers = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolsuper")}
+    by_database = {}
+    for database, user in sessions:
+        by_database.setdefault(database, set()).add(user)
+    assert by_database[profile.databases["airflow"]] == {profile.roles["airflow"]}, by_database
+    assert by_database[profile.databases["mlflow"]] == {profile.roles["mlflow"]}, by_database
+    assert not superusers & set(profile.roles.values())

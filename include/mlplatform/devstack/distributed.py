@@ -6,6 +6,9 @@
 What runs (compose service in brackets):
 - Airflow with the CeleryExecutor [airflow-*]: api-server, scheduler, dag-processor and triggerer, metadata in
   the machine's PostgreSQL (127.0.0.1:5432), Redis (127.0.0.1:6379) as the Celery broker;
+- in PostgreSQL [postgres], one login role for Airflow and one for MLflow, each owning its own databases, as
+  postgres/init-roles.sql sets up in compose: MLOPS_POSTGRES_URL's (admin) user creates and drops them and the
+  databases, and no component connects as it;
 - two Celery workers [airflow-worker], each with its own working directory, temp directory and Airflow home
   under ``<data dir>/workers/<name>``, and its own TaskInstance hostname (``worker_hostname`` below);
 - the lake on S3, served by moto in server mode [s3], which also holds MLflow's artifacts and the task logs;
@@ -19,9 +22,11 @@ Each worker records every file it opens under the profile's data directory or th
 
 The object store is moto's in-memory server: it does not survive a stop, so ``down`` also drops the
 profile's databases rather than leave runs and model versions pointing at artifacts that are gone.
-The embedded profile's variables (MLOPS_*, AIRFLOW*, MLFLOW_*) do not leak in; settings of this profile:
+The embedded profile's variables (MLOPS_*, AIRFLOW*, MLFLOW_*) do not leak in; settings of this profile (from the
+environment, or ./.env as a dotenv file: localenv.DISTRIBUTED_NAMES):
 MLOPS_DISTRIBUTED_DATA_DIR, MLOPS_POSTGRES_URL, MLOPS_REDIS_URL, MLFLOW_AUTH_ADMIN_PASSWORD,
-MLOPS_MLFLOW_PIPELINE_PASSWORD (both generated into the data directory when unset).
+MLOPS_MLFLOW_PIPELINE_PASSWORD (both generated into the data directory when unset). The database roles' passwords
+are generated into the data directory.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import sys
 import tempfile
 import threading
@@ -39,8 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlplatform.config import REPO_ROOT
+from mlplatform.devstack.localenv import apply_dotenv, distributed_setting
 from mlplatform.devstack.stack import (VENV_BIN, Component, _airflow_components, _persistent_secret, free_port,
-                                       prepare_airflow_db, running, stack_env, start, stop)
+                                       prepare_airflow_db, running, stack_env, start, stop, write_private)
 
 DEFAULT_PORTS = {"warehouse": 8766, "mlflow": 5001, "airflow": 8081, "s3": 9100, "triggerer_logs": 8795}
 PIPELINE_USER = "mlplatform-pipeline"
@@ -48,6 +55,8 @@ ADMIN_USER = "admin"
 LEGACY_DEFAULT_ADMIN_PASSWORD = "password1234"  # what older MLflow versions shipped in basic_auth.ini; never used
 DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "moto-local", "AWS_SECRET_ACCESS_KEY": "moto-local", "AWS_DEFAULT_REGION": "us-east-1"}
 AUDIT_FILE = "disk-audit.jsonl"
+# Which service's role owns each database (compose: postgres/init-roles.sql).
+DATABASE_OWNERS = {"airflow": "airflow", "mlflow": "mlflow", "mlflow_auth": "mlflow"}
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,24 @@ class Profile:
 
     @property
     def databases(self) -> dict[str, str]:
-        return {role: f"{self.db_prefix}_{role}" for role in ("airflow", "mlflow", "mlflow_auth")}
+        return {key: f"{self.db_prefix}_{key}" for key in DATABASE_OWNERS}
 
-    def sqlalchemy_url(self, role: str, driver: str = "psycopg") -> str:
-        return f"{self.postgres_url.replace('postgresql://', f'postgresql+{driver}://', 1)}/{self.databases[role]}"
+    @property
+    def roles(self) -> dict[str, str]:
+        """The PostgreSQL role of each service."""
+        return {service: f"{self.db_prefix}_{service}" for service in dict.fromkeys(DATABASE_OWNERS.values())}
+
+    def role_password(self, service: str) -> str:
+        return _persistent_secret(self.data_dir / "postgres" / f".{service}_password")
+
+    def sqlalchemy_url(self, database: str, driver: str = "psycopg") -> str:
+        """The URL of one of the profile's databases, logged in as the role of the service that owns it."""
+        from urllib.parse import quote, urlsplit
+
+        service = DATABASE_OWNERS[database]
+        host = urlsplit(self.postgres_url).netloc.rpartition("@")[2]
+        login = f"{quote(self.roles[service], safe='')}:{quote(self.role_password(service), safe='')}"
+        return f"postgresql+{driver}://{login}@{host}/{self.databases[database]}"
 
     def worker_dir(self, worker: str) -> Path:
         return self.data_dir / "workers" / worker
@@ -160,7 +183,9 @@ def profile_env(profile: Profile) -> dict[str, str]:
 def component_env(profile: Profile, env: dict[str, str], name: str) -> dict[str, str]:
     """Per-component additions: the MLflow server's secrets, each worker's own directories and name."""
     if name == "mlflow":
-        return {**env, "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(profile)),
+        # The backend store's URL holds the MLflow role's password: in the environment, not on the command line.
+        return {**env, "MLFLOW_BACKEND_STORE_URI": profile.sqlalchemy_url("mlflow"),
+                "MLFLOW_AUTH_CONFIG_PATH": str(write_auth_config(profile)),
                 "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN_USER, "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password(profile),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": _persistent_secret(profile.data_dir / "mlflow" / ".flask_secret"),
                 "MLFLOW_S3_ENDPOINT_URL": profile.s3_endpoint}
@@ -178,16 +203,16 @@ def admin_password(profile: Profile) -> str:
 
 
 def write_auth_config(profile: Profile) -> Path:
-    """MLflow's basic-auth config; the admin password is not in it (MLFLOW_AUTH_ADMIN_PASSWORD is)."""
+    """MLflow's basic-auth config, owner-only: its database URL holds the MLflow role's password (the admin
+    password is not in it: MLFLOW_AUTH_ADMIN_PASSWORD is)."""
     path = profile.data_dir / "mlflow" / "basic_auth.ini"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("[mlflow]\n"
-                    "default_permission = READ\n"
-                    f"database_uri = {profile.sqlalchemy_url('mlflow_auth')}\n"
-                    f"admin_username = {ADMIN_USER}\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                    # Without it every request re-derives the password hash (PBKDF2): ~1 s each on a busy box.
-                    "auth_cache_ttl_seconds = 60\n")
+    write_private(path, "[mlflow]\n"
+                        "default_permission = READ\n"
+                        f"database_uri = {profile.sqlalchemy_url('mlflow_auth')}\n"
+                        f"admin_username = {ADMIN_USER}\n"
+                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                        # Without it every request re-derives the password hash (PBKDF2): ~1 s each on a busy box.
+                        "auth_cache_ttl_seconds = 60\n")
     return path
 
 
@@ -226,7 +251,6 @@ def components(profile: Profile, env: dict[str, str]) -> list[Component]:
         Component("mlflow", profile.ports["mlflow"],
                   [str(VENV_BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
                    "--port", str(profile.ports["mlflow"]), "--workers", "1",
-                   "--backend-store-uri", profile.sqlalchemy_url("mlflow"),
                    "--artifacts-destination", f"s3://{profile.mlflow_bucket}/mlflow"]),
         *_airflow_components(env),
         *workers,
@@ -234,29 +258,39 @@ def components(profile: Profile, env: dict[str, str]) -> list[Component]:
 
 
 # -- shared services: PostgreSQL, Redis, S3, MLflow users ------------------------------------------------
-def create_databases(admin_url: str, names: list[str]) -> None:
-    """Create the databases that do not exist yet, connected as their future owner to ``postgres``."""
+def ensure_databases(profile: Profile) -> None:
+    """As postgres/init-roles.sql does in compose, connected as MLOPS_POSTGRES_URL's admin: a plain login role per
+    service (its password from the data directory) owning that service's databases, which only it may connect
+    to. Re-runnable: an existing role gets its current password; an existing database must have its owner."""
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
-        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for name in names:
-            if name not in existing:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def ensure_databases(profile: Profile) -> None:
-    create_databases(profile.postgres_url, list(profile.databases.values()))
+    with psycopg.connect(f"{profile.postgres_url}/postgres", autocommit=True) as conn:
+        existing_roles = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles")}
+        for service, role in profile.roles.items():
+            statement = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if role in existing_roles else "CREATE ROLE {} LOGIN PASSWORD {}"
+            conn.execute(sql.SQL(statement).format(sql.Identifier(role), sql.Literal(profile.role_password(service))))
+        owners = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
+        for key, name in profile.databases.items():
+            owner = profile.roles[DATABASE_OWNERS[key]]
+            if name not in owners:
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+                conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+            elif owners[name] != owner:
+                raise RuntimeError(f"database {name} is owned by {owners[name]}, not by the role {owner}: it predates "
+                                   f"the per-service roles; `make down-distributed` drops it (with its runs)")
 
 
 def drop_databases(profile: Profile) -> None:
+    """Drop the profile's databases, then its roles."""
     import psycopg
     from psycopg import sql
 
     with psycopg.connect(f"{profile.postgres_url}/postgres", autocommit=True) as conn:
         for name in profile.databases.values():
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for role in profile.roles.values():
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def purge_queue(profile: Profile) -> None:
@@ -268,12 +302,10 @@ def purge_queue(profile: Profile) -> None:
     client.delete(profile.queue, *client.scan_iter(match=f"_kombu.binding*.{profile.queue}"))
 
 
-def s3_client(profile: Profile | None = None):
-    """boto3's S3 client: the profile's moto endpoint and dummy keys, or (None) the environment's settings."""
+def s3_client(profile: Profile):
+    """boto3's S3 client for the profile's moto endpoint, with its dummy keys."""
     import boto3
 
-    if profile is None:
-        return boto3.client("s3")
     return boto3.client("s3", endpoint_url=profile.s3_endpoint, aws_access_key_id=DUMMY_AWS["AWS_ACCESS_KEY_ID"],
                         aws_secret_access_key=DUMMY_AWS["AWS_SECRET_ACCESS_KEY"], region_name=DUMMY_AWS["AWS_DEFAULT_REGION"])
 
@@ -307,14 +339,6 @@ def ensure_pipeline_user(profile: Profile, env: dict[str, str]) -> None:
     """The pipeline's own MLflow user: not an admin; it owns the experiments and models it creates."""
     ensure_mlflow_user(env["MLFLOW_TRACKING_URI"], (ADMIN_USER, admin_password(profile)),
                        env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
-
-
-def compose_init() -> None:
-    """docker-compose.yml's airflow-init step before `airflow db migrate`: MLflow's databases and the buckets."""
-    from urllib.parse import urlparse
-
-    create_databases(os.environ["MLOPS_POSTGRES_URL"], [n for n in os.environ["MLOPS_CREATE_DATABASES"].split(",") if n])
-    create_buckets(s3_client(), [urlparse(u).netloc for u in os.environ["MLOPS_CREATE_BUCKETS"].split(",") if u])
 
 
 def compose_mlflow_user() -> None:
@@ -367,7 +391,8 @@ def down(profile: Profile, drop: bool = True) -> None:
     if drop:
         drop_databases(profile)
         purge_queue(profile)
-        print(f"dropped databases {', '.join(profile.databases.values())} and queue {profile.queue}")
+        print(f"dropped databases {', '.join(profile.databases.values())}, roles {', '.join(profile.roles.values())} "
+              f"and queue {profile.queue}")
 
 
 def status(profile: Profile) -> None:
@@ -539,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(argv[1:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status", "env", "measure", "compose-init", "mlflow-user"],
+    parser.add_argument("command", choices=["up", "down", "status", "env", "measure", "mlflow-user"],
                         nargs="?", default="status")
     parser.add_argument("--keep-databases", action="store_true", help="down: stop processes only")
     parser.add_argument("--profile", choices=["distributed", "embedded"], default="distributed")
@@ -550,6 +575,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--search-budget", type=int, default=0, help="measure: the first training's search budget")
     parser.add_argument("--concurrency", type=int, default=1, help="measure: task slots per Celery worker")
     args = parser.parse_args(argv)
+    apply_dotenv(distributed_setting)
     profile = Profile.from_env()
     if args.command == "up":
         env = up(profile)
@@ -561,9 +587,7 @@ def main(argv: list[str] | None = None) -> None:
         down(profile, drop=not args.keep_databases)
     elif args.command == "env":
         for key, value in sorted(profile_env(profile).items()):
-            print(f"export {key}='{value}'")
-    elif args.command == "compose-init":
-        compose_init()
+            print(f"export {key}={shlex.quote(value)}")
     elif args.command == "mlflow-user":
         compose_mlflow_user()
     elif args.command == "measure":

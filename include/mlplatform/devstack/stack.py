@@ -3,7 +3,7 @@
     python -m mlplatform.devstack.stack up|down|status|env
 
 All state lives under MLOPS_DATA_DIR (default .data/). Every setting can be overridden from
-the environment (or a .env file loaded by the Makefile); see .env.example.
+the environment or from ./.env, read as a dotenv file (mlplatform.devstack.localenv); see .env.example.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlplatform.config import PROMOTION_POOL, REPO_ROOT
+from mlplatform.devstack.localenv import apply_dotenv, embedded_setting
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -36,12 +38,42 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _new_private_file(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text``, readable by its owner only from the moment it exists (mode 0600 given to
+    os.open, never a chmod after writing); fails if the path exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _private_temp_beside(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _new_private_file(temp, text)
+    return temp
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, owner-only throughout: a new 0600 file renamed over it."""
+    temp = _private_temp_beside(path, text)
+    try:
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def _persistent_secret(path: Path) -> str:
-    """A random local secret, generated once and kept in the data directory (never in the repo)."""
+    """A random local secret, generated once and kept in the data directory (never in the repo), owner-only
+    (0600) from creation. Linked into place complete, so a concurrent reader never sees it half-written; if two
+    processes race, the first one's secret is kept."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(64))
-        path.chmod(0o600)
+        temp = _private_temp_beside(path, secrets.token_urlsafe(64))
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
     return path.read_text().strip()
 
 
@@ -225,14 +257,15 @@ def down(env: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     command = (argv or sys.argv[1:] or ["status"])[0]
+    from_dotenv = apply_dotenv(embedded_setting)
     env = stack_env()
     if command == "up":
         up(env)
     elif command == "down":
         down(env)
-    elif command == "env":
-        for key, value in sorted(env.items()):
-            print(f"export {key}='{value}'")
+    elif command == "env":  # for eval in a shell: quoted so every value arrives unchanged
+        for key, value in sorted({**from_dotenv, **env}.items()):
+            print(f"export {key}={shlex.quote(value)}")
     else:
         for component in components(env):
             print(f"{component.name:22} {component.port or '-':>6} {'up' if running(component, env) else 'down'}")
