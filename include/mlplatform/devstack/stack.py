@@ -174,7 +174,7 @@ def prepare_airflow_db(env: dict[str, str]) -> None:
                        stdout=subprocess.DEVNULL, cwd=REPO_ROOT)
 
 
-def start(component: Component, env: dict[str, str], timeout: float = 180) -> None:
+def start(component: Component, env: dict[str, str], timeout: float = 600) -> None:
     data_dir = Path(env["MLOPS_DATA_DIR"])
     if component.port and port_open(component.port):
         raise RuntimeError(f"port {component.port} for {component.name} is already taken; run `make down` first")
