@@ -51,6 +51,8 @@ def assemble_training_set(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_d
 def _pinned(part) -> dict:
     pinned = {"ds": part.ds, "files": part.manifest["files"], "content_hash": part.content_hash,
               "query_id": part.manifest.get("source", {}).get("query_id")}
+    if "file_hashes" in part.manifest:
+        pinned["file_hashes"] = part.manifest["file_hashes"]
     if "context" in part.manifest:
         pinned["context_query_id"] = part.manifest["context"]["source"]["query_id"]
     return pinned
@@ -59,7 +61,7 @@ def _pinned(part) -> dict:
 def _read_pinned(lake: Lake, area: str, name: str, pinned: list[dict]):
     import pandas as pd
 
-    frames = [lake.read_files(area, name, p["ds"], p["files"], p["content_hash"]) for p in pinned]
+    frames = [lake.read_files(area, name, p["ds"], p["files"], p["content_hash"], p.get("file_hashes")) for p in pinned]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
