@@ -146,6 +146,21 @@ def _logistic_regression(cfg: ModelConfig, params: dict):
 FAMILIES = {"hist_gradient_boosting": _hist_gradient_boosting, "logistic_regression": _logistic_regression}
 assert set(FAMILIES) == set(MODEL_FAMILIES), "config.MODEL_FAMILIES and training.FAMILIES must agree"
 
+# The types beyond skops' defaults that each family's fitted pipeline holds: the only ones the platform
+# will load (registry.load_version), whatever a model artifact's own MLmodel claims. A new family adds
+# its types here; registration refuses a model that holds any other.
+SKOPS_TRUSTED_TYPES = {
+    "hist_gradient_boosting": ("functools.partial", "sklearn.utils.validation.check_array",
+                               "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"),
+    "logistic_regression": ("numpy.dtype",),
+}
+assert set(SKOPS_TRUSTED_TYPES) == set(FAMILIES), "every model family declares its trusted types"
+
+
+def trusted_model_types() -> list[str]:
+    """The allowlist of non-default types a platform model may hold, over all families."""
+    return sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in types})
+
 
 def make_pipeline(cfg: ModelConfig, family: str, params: dict):
     from sklearn.pipeline import Pipeline
