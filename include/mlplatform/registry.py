@@ -157,6 +157,7 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    trusted = trusted_types(model)  # before anything is logged: never register what could not be loaded
     mlflow.set_experiment(cfg.name)
     with mlflow.start_run(run_name=f"train-{tags.get('cutoff_ds', '')}") as run:
         mlflow.set_tags({**tags, "mlflow.source.git.commit": code_version(), "code_version": code_version()})
@@ -177,7 +178,7 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
             signature=infer_signature(example, model.predict_proba(example)[:, 1]),
             input_example=example,
             serialization_format="skops",
-            skops_trusted_types=trusted_types(model),
+            skops_trusted_types=trusted,
             registered_model_name=cfg.name,
             # Declared, not inferred: inference re-loads the model in a subprocess and costs ~25 s.
             pip_requirements=_runtime_requirements(),
