@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlplatform.config import ModelConfig, model_configs
 from mlplatform.dates import DS_PATTERN
@@ -30,8 +30,12 @@ def build(cfg: ModelConfig):
         @task(outlets=[predictions_asset(cfg.name)])
         def score_days(*, outlet_events) -> list[dict]:
             from mlplatform import scoring
+            from mlplatform.registry import UntrustedModel
 
-            results = [r for r in (scoring.score(cfg.name, ds) for ds in triggered_days()) if r]
+            try:
+                results = [r for r in (scoring.score(cfg.name, ds) for ds in triggered_days()) if r]
+            except UntrustedModel as exc:
+                raise AirflowFailException(str(exc)) from exc  # retrying cannot make an artifact safe
             if not results:
                 raise AirflowSkipException(f"{cfg.name} has no champion yet; nothing scored")
             outlet_events[predictions_asset(cfg.name)].extra = {"days": [r["ds"] for r in results]}

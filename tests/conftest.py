@@ -19,6 +19,8 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION_DIR}/airflow/airflow.db",
     "AIRFLOW_CONN_SLACK_ALERTS": '{"conn_type": "slackwebhook"}',
+    # As in every profile: MLflow never unpickles an artifact, in tests either.
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
 })
 # Tests run beside other processes on 2 cores: one OpenMP thread avoids spinning at barriers (see stack_env).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

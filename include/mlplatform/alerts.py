@@ -4,7 +4,8 @@ is configured.
 One public function per kind of alert builds the message (a plain-text fallback plus blocks with
 links into the Airflow UI, the drift report and MLflow) and hands it to ``send``:
 
-- ``failure_notifier()``: a failed task, or a data-contract breach (the tasks' failure callback);
+- ``failure_notifier()``: a failed task, a data-contract breach, or a refused model artifact (the tasks'
+  failure callback);
 - ``drift_alert``: the monitor's decision for a day, with the most drifted features;
 - ``gate_alert``: a challenger promoted or rejected, with the gate's evidence;
 - ``rollback_alert``: the champion moved back to an older version.
@@ -29,7 +30,7 @@ from mlplatform.config import settings
 
 log = logging.getLogger(__name__)
 
-TASK_FAILURE, CONTRACT_BREACH = "task_failure", "contract_breach"
+TASK_FAILURE, CONTRACT_BREACH, UNTRUSTED_MODEL = "task_failure", "contract_breach", "untrusted_model"
 REDACTED = "***"
 
 
@@ -179,21 +180,29 @@ _LOGICAL_DATE = "{{ logical_date | default('none', true) }}"
 _EXCEPTION = "exception | default('no exception recorded', true) | string"
 _ERROR = ("{{ " + _EXCEPTION + " | replace('&', '&amp;') | replace('<', '&lt;') | replace('>', '&gt;')"
           " | truncate(2800, true, '…', 0) }}")
-_TITLES = {TASK_FAILURE: ":red_circle: Task failed", CONTRACT_BREACH: ":no_entry: Data contract breach"}
+_TITLES = {TASK_FAILURE: ":red_circle: Task failed", CONTRACT_BREACH: ":no_entry: Data contract breach",
+           UNTRUSTED_MODEL: ":no_entry: Untrusted model artifact refused"}
 _HINTS = {TASK_FAILURE: "The task failed after its last try.",
           CONTRACT_BREACH: "The batch is quarantined and the day's partition is unchanged; retrying cannot "
-                           "fix bad data. Fix the source rows, then clear the task to re-run the day."}
+                           "fix bad data. Fix the source rows, then clear the task to re-run the day.",
+          UNTRUSTED_MODEL: "The model was not loaded and nothing was written for the day: only skops models "
+                           "holding the platform's allowed types are. Point champion at a trusted version (the "
+                           "rollback DAG), then clear the task to re-run the day."}
 
 
 def failure_kind(context) -> str:
-    """``contract_breach`` when the task failed on a data contract (the ingest DAG re-raises the
-    ``ContractViolation`` as ``AirflowFailException``, keeping it as the cause), else ``task_failure``."""
+    """``contract_breach`` when the task failed on a data contract, ``untrusted_model`` when it refused a
+    model artifact (the DAGs re-raise both as ``AirflowFailException``, keeping them as the cause), else
+    ``task_failure``."""
     from mlplatform.contracts import ContractViolation
+    from mlplatform.registry import UntrustedModel
 
     error = context.get("exception")
-    if isinstance(error, ContractViolation) or isinstance(getattr(error, "__cause__", None), ContractViolation):
-        return CONTRACT_BREACH
-    return CONTRACT_BREACH if "data contract breach" in str(error or "") else TASK_FAILURE
+    for kind, cls, text in ((CONTRACT_BREACH, ContractViolation, "data contract breach"),
+                            (UNTRUSTED_MODEL, UntrustedModel, "untrusted model artifact")):
+        if isinstance(error, cls) or isinstance(getattr(error, "__cause__", None), cls) or text in str(error or ""):
+            return kind
+    return TASK_FAILURE
 
 
 def failure_text(kind: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from mlplatform import drift_policy, registry
 from mlplatform.config import ModelConfig, model_config, settings
 from mlplatform.dates import checked_ds, shift
-from mlplatform.lake import LABELS_AREA, PREDICTIONS_AREA, REPORTS_AREA, default_lake
+from mlplatform.lake import LABELS_AREA, PREDICTIONS_AREA, REFERENCE_AREA, REPORTS_AREA, default_lake
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def monitor(model: str, ds: str) -> dict:
     current, scored_by = _scored_day(cfg, ds)
     if current is None:
         raise FileNotFoundError(f"{model}: no committed predictions for {ds}")
-    reference = lake.read_frame(scored_by.tags["reference_path"])
+    reference = lake.read_frame(lake.within(f"{REFERENCE_AREA}/{cfg.name}", scored_by.tags["reference_path"]))
     result = drift_report(reference, current, cfg)
     labelled_day = evaluate_labelled_day(cfg, ds)
     today = drift_policy.DayObservation(ds=ds, rows=len(current), columns=result.verdicts())
@@ -116,7 +116,7 @@ def evaluate_labelled_day(cfg: ModelConfig, ds: str) -> str | None:
     if labelled[cfg.target.name].nunique() < 2:
         log.warning("%s: %d labelled rows for %s, not both classes: no performance report", cfg.name, len(labelled), day_p)
         return None
-    validation = lake.read_frame(scored_by.tags["validation_path"])
+    validation = lake.read_frame(lake.within(f"{REFERENCE_AREA}/{cfg.name}", scored_by.tags["validation_path"]))
     result = performance_report(validation, labelled[[cfg.target.name, PREDICTION_COLUMN]], cfg)
     report_dir = f"{REPORTS_AREA}/{cfg.name}/ds={day_p}"
     lake.write_bytes(f"{report_dir}/performance_report.html", result.html.encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlplatform.config import REPO_ROOT, ModelConfig
@@ -44,22 +45,87 @@ def version_by_alias(mlc: "MlflowClient", name: str, alias: str):
         return None
 
 
+class UntrustedModel(Exception):
+    """A model the platform refuses to load or register: not a skops model, or holding a type outside
+    the repository's allowlist (``training.SKOPS_TRUSTED_TYPES``). Retrying cannot make it safe."""
+
+
+SKOPS_FILE = "model.skops"  # where MLflow's sklearn flavor puts a skops model in the artifact
+
+
 def load_version(name: str, version: str):
-    """The version's model, in memory. The download goes to a directory removed on return: otherwise
-    every task would leave a model copy in the worker's temp directory."""
+    """The version's model, in memory, loaded without running code from the artifact.
+
+    MLflow's own loader takes the format and the skops trusted types from the artifact's ``MLmodel``, so
+    the artifact would decide what it trusts. Here only a skops file is loaded, trusting only the
+    repository's allowlist, after skops has listed the file's types without loading it; anything else
+    raises UntrustedModel. The download goes to a directory removed on return: otherwise every task
+    would leave a model copy in the worker's temp directory."""
     import tempfile
 
-    import mlflow.sklearn
+    import mlflow.artifacts
 
     with tempfile.TemporaryDirectory(prefix="mlplatform-model-") as download:
-        return mlflow.sklearn.load_model(f"models:/{name}/{version}", dst_path=download)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=download)
+        return load_model_dir(Path(local), f"{name} v{version}")
+
+
+def load_model_dir(model_dir: Path, label: str):
+    """The model in a downloaded MLflow sklearn artifact, if it is a skops file within the allowlist;
+    ``label`` names it in errors (e.g. "flight_delay v3")."""
+    import zipfile
+
+    import skops.io
+
+    from mlplatform.training import trusted_model_types
+
+    fmt = _serialization_format(model_dir)
+    if fmt != "skops":
+        raise UntrustedModel(f"untrusted model artifact: {label} is serialized as {fmt!r}; the platform loads "
+                             "only skops models, so it was not loaded")
+    path = model_dir / SKOPS_FILE
+    if not path.is_file():
+        raise UntrustedModel(f"untrusted model artifact: {label} has no {SKOPS_FILE}")
+    allowed = trusted_model_types()
+    try:
+        found = skops.io.get_untrusted_types(file=path)  # reads the file's schema; builds no object
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # not a skops archive (e.g. a pickle renamed)
+        raise UntrustedModel(f"untrusted model artifact: {label}'s {SKOPS_FILE} is not a skops file ({exc})") from exc
+    outside = sorted(set(found) - set(allowed))
+    if outside:
+        raise UntrustedModel(f"untrusted model artifact: {label} holds types outside the platform's allowlist "
+                             f"(training.SKOPS_TRUSTED_TYPES): {outside}; it was not loaded")
+    return skops.io.load(path, trusted=allowed)
+
+
+def _serialization_format(model_dir: Path) -> str:
+    """The format the artifact's MLmodel declares for its sklearn flavor (read, never trusted for types)."""
+    import yaml
+
+    try:
+        mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError):
+        return "unknown (no readable MLmodel)"
+    flavors = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
+    flavor = flavors.get("sklearn") if isinstance(flavors, dict) else None
+    if not isinstance(flavor, dict):
+        return "unknown (no sklearn flavor)"
+    return str(flavor.get("serialization_format", "pickle"))  # MLflow's default when the key is absent
 
 
 def trusted_types(model) -> list[str]:
-    """The exact non-default types in this pipeline: declared so skops never loads anything else."""
+    """The allowlist to register ``model`` with, once its own non-default types are checked to be within it:
+    what could not be loaded is never registered."""
     import skops.io
 
-    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    from mlplatform.training import trusted_model_types
+
+    allowed = trusted_model_types()
+    outside = sorted(set(skops.io.get_untrusted_types(data=skops.io.dumps(model))) - set(allowed))
+    if outside:
+        raise UntrustedModel(f"refusing to register a {type(model).__name__} holding types outside the platform's "
+                             f"allowlist (training.SKOPS_TRUSTED_TYPES): {outside}")
+    return allowed
 
 
 def _runtime_requirements() -> list[str]:
@@ -91,6 +157,7 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    trusted = trusted_types(model)  # before anything is logged: never register what could not be loaded
     mlflow.set_experiment(cfg.name)
     with mlflow.start_run(run_name=f"train-{tags.get('cutoff_ds', '')}") as run:
         mlflow.set_tags({**tags, "mlflow.source.git.commit": code_version(), "code_version": code_version()})
@@ -111,7 +178,7 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
             signature=infer_signature(example, model.predict_proba(example)[:, 1]),
             input_example=example,
             serialization_format="skops",
-            skops_trusted_types=trusted_types(model),
+            skops_trusted_types=trusted,
             registered_model_name=cfg.name,
             # Declared, not inferred: inference re-loads the model in a subprocess and costs ~25 s.
             pip_requirements=_runtime_requirements(),

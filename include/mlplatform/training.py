@@ -51,6 +51,8 @@ def assemble_training_set(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_d
 def _pinned(part) -> dict:
     pinned = {"ds": part.ds, "files": part.manifest["files"], "content_hash": part.content_hash,
               "query_id": part.manifest.get("source", {}).get("query_id")}
+    if "file_hashes" in part.manifest:
+        pinned["file_hashes"] = part.manifest["file_hashes"]
     if "context" in part.manifest:
         pinned["context_query_id"] = part.manifest["context"]["source"]["query_id"]
     return pinned
@@ -59,7 +61,7 @@ def _pinned(part) -> dict:
 def _read_pinned(lake: Lake, area: str, name: str, pinned: list[dict]):
     import pandas as pd
 
-    frames = [lake.read_files(area, name, p["ds"], p["files"], p["content_hash"]) for p in pinned]
+    frames = [lake.read_files(area, name, p["ds"], p["files"], p["content_hash"], p.get("file_hashes")) for p in pinned]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -143,6 +145,21 @@ def _logistic_regression(cfg: ModelConfig, params: dict):
 
 FAMILIES = {"hist_gradient_boosting": _hist_gradient_boosting, "logistic_regression": _logistic_regression}
 assert set(FAMILIES) == set(MODEL_FAMILIES), "config.MODEL_FAMILIES and training.FAMILIES must agree"
+
+# The types beyond skops' defaults that each family's fitted pipeline holds: the only ones the platform
+# will load (registry.load_version), whatever a model artifact's own MLmodel claims. A new family adds
+# its types here; registration refuses a model that holds any other.
+SKOPS_TRUSTED_TYPES = {
+    "hist_gradient_boosting": ("functools.partial", "sklearn.utils.validation.check_array",
+                               "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"),
+    "logistic_regression": ("numpy.dtype",),
+}
+assert set(SKOPS_TRUSTED_TYPES) == set(FAMILIES), "every model family declares its trusted types"
+
+
+def trusted_model_types() -> list[str]:
+    """The allowlist of non-default types a platform model may hold, over all families."""
+    return sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in types})
 
 
 def make_pipeline(cfg: ModelConfig, family: str, params: dict):

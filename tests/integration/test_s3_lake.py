@@ -69,3 +69,27 @@ def test_training_set_round_trips_through_s3(s3_lake):
     assert keys(f"training_sets/{MODEL}/{ts.version}.json")
     again = load_training_set(default_lake(), cfg, ts.version)
     pd.testing.assert_frame_equal(again.frame, ts.frame)
+
+
+# -- the lake's own guarantees, on S3: the same cases as tests/unit/test_lake.py, given an S3 `lake` ----------
+from tests.unit.test_lake import (  # noqa: E402  (collected here again, with this module's `lake` fixture)
+    test_a_day_that_climbs_out_of_the_lake_commits_nothing,
+    test_a_writer_killed_mid_commit_leaves_the_previous_version_and_litter_the_sweep_removes,
+    test_every_file_of_a_manifest_is_hash_checked,
+    test_files_named_by_a_manifest_must_be_plain_names_inside_their_partition,
+    test_paths_read_from_elsewhere_must_lie_in_their_area,
+    test_paths_that_could_leave_the_root_are_refused,
+    test_readers_see_the_previous_version_throughout_a_commit,
+    test_single_file_manifests_without_file_hashes_are_still_read_and_checked,
+    test_temporary_files_are_swept_and_never_listed,
+)
+
+
+@pytest.fixture
+def lake(s3_endpoint):
+    """A fresh lake root on the S3 server for each case, inside a directory of its own."""
+    import uuid
+
+    from mlplatform.lake import Lake
+
+    return Lake(f"{s3_endpoint}/case-{uuid.uuid4().hex[:12]}/lake")

@@ -11,6 +11,7 @@ import pytest
 from mlplatform import alerts
 from mlplatform.config import settings
 from mlplatform.contracts import ContractViolation
+from mlplatform.registry import UntrustedModel
 
 AIRFLOW_URL, MLFLOW_URL = "http://airflow.test:8080", "http://mlflow.test:5000"
 
@@ -212,6 +213,8 @@ def test_contract_breach_has_its_own_kind_and_header():
     ("data contract breach in d: column 'c' broke rule 'r': x", "contract_breach"),
     (RuntimeError("boom"), "task_failure"),
     (None, "task_failure"),
+    (UntrustedModel("untrusted model artifact: m v2 is serialized as 'pickle'"), "untrusted_model"),
+    ("untrusted model artifact: m v2 is serialized as 'pickle'; the platform loads only skops models", "untrusted_model"),
 ])
 def test_failure_kind(exception, kind):
     assert alerts.failure_kind({"exception": exception}) == kind

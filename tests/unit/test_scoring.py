@@ -101,9 +101,9 @@ def test_manifest_is_committed_with_lineage_and_row_counts(lake, raw, model):
     assert manifest["schema_hash"] == schema_hash(expected)  # what commit_partition would record
 
 
-def test_tampered_input_is_refused_and_no_predictions_are_visible(lake, raw, model):
+def test_tampered_input_is_refused_and_the_earlier_predictions_stay(lake, raw, model):
     part = lake.commit_partition("datasets", CFG.name, DS, raw, {})
-    _score(lake, part, model, chunk_rows=7)
+    earlier = _score(lake, part, model, chunk_rows=7)
     edited = raw.assign(DISTANCE=raw["DISTANCE"] + 1)  # a valid parquet file, silently swapped in
     with open(_file(lake, part), "wb") as fh:
         fh.write(frame_to_parquet(edited))
@@ -112,8 +112,9 @@ def test_tampered_input_is_refused_and_no_predictions_are_visible(lake, raw, mod
         next(lake.iter_partition_batches(part))
     with pytest.raises(ValueError, match="does not match its recorded content hash"):
         _score(lake, part, model, chunk_rows=7)
-    assert lake.partition(PREDICTIONS_AREA, CFG.name, DS) is None  # the earlier run's manifest was retracted
-    assert not [p for p in lake.fs.find(lake.root) if ".tmp-" in p]
+    assert lake.partition(PREDICTIONS_AREA, CFG.name, DS).manifest == earlier.manifest  # never hidden
+    pd.testing.assert_frame_equal(lake.read_partition(earlier), _expected(raw, model, part.content_hash))
+    assert lake.list_dir("_tmp") == [] and not lake.fs.ls(f"{lake.root}/_tmp")
 
 
 def test_a_partition_without_a_needed_column_is_refused_before_anything_is_retracted(lake, raw, model):
@@ -135,8 +136,9 @@ def test_empty_feature_partition_gives_empty_predictions(lake, raw, model):
 def test_one_batch_streams_exactly_the_bytes_commit_partition_writes(lake, raw):
     whole = lake.commit_partition("datasets", "m", DS, raw, {"k": 1})
     streamed = lake.commit_partition_batches("datasets", "s", DS, iter([raw]), {"k": 1})
-    assert streamed.content_hash == whole.content_hash
+    assert streamed.content_hash == whole.content_hash == hashlib.sha256(frame_to_parquet(raw)).hexdigest()
     assert streamed.manifest == {**whole.manifest, "name": "s"}
+    assert whole.manifest["schema_hash"] == schema_hash(raw) and whole.manifest["row_count"] == ROWS
 
 
 def test_batches_stream_in_and_out_in_bounded_chunks(lake, raw):
@@ -155,8 +157,9 @@ def test_batches_stream_in_and_out_in_bounded_chunks(lake, raw):
     pd.testing.assert_frame_equal(some, expected[["FLIGHT_ID", "ORIGIN"]])
 
 
-def test_failed_stream_retracts_the_manifest_and_leaves_no_temp_file(lake, raw):
+def test_failed_stream_keeps_the_previous_version_and_leaves_no_temp_file(lake, raw):
     old = lake.commit_partition("datasets", "m", DS, raw, {})
+    listed = lake.list_dir(f"datasets/m/ds={DS}")
 
     def broken():
         yield raw.iloc[:7]
@@ -164,8 +167,9 @@ def test_failed_stream_retracts_the_manifest_and_leaves_no_temp_file(lake, raw):
 
     with pytest.raises(RuntimeError, match="went away"):
         lake.commit_partition_batches("datasets", "m", DS, broken(), {})
-    assert lake.partition("datasets", "m", DS) is None
-    assert not [p for p in lake.fs.find(lake.root) if ".tmp-" in p]
+    assert lake.partition("datasets", "m", DS).manifest == old.manifest
+    assert lake.list_dir(f"datasets/m/ds={DS}") == listed
+    assert not lake.fs.ls(f"{lake.root}/_tmp")
     pd.testing.assert_frame_equal(lake.read_files("datasets", "m", DS, old.manifest["files"], old.content_hash), raw)
     with pytest.raises(ValueError, match="at least one"):
         lake.commit_partition_batches("datasets", "m", DS, iter([]), {})
@@ -189,6 +193,6 @@ def test_streaming_commit_and_read_on_s3(raw):
         assert lake.partition("datasets", "m", DS).manifest == part.manifest
         back = pd.concat(lake.iter_partition_batches(part, batch_rows=10), ignore_index=True)
         pd.testing.assert_frame_equal(back, raw)
-        assert not [p for p in lake.fs.find(lake.root) if ".tmp-" in p]
+        assert not [p for p in lake.fs.find(lake.root) if "/_tmp/" in p or ".tmp-" in p]
     finally:
         server.stop()

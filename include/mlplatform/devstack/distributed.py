@@ -160,6 +160,7 @@ def profile_env(profile: Profile) -> dict[str, str]:
         "MLOPS_OUTBOX": str(profile.data_dir / "outbox" / "slack.jsonl"),
         "MLFLOW_TRACKING_USERNAME": PIPELINE_USER,
         "MLFLOW_TRACKING_PASSWORD": _secret_from_env("MLOPS_MLFLOW_PIPELINE_PASSWORD", mlflow_dir / ".pipeline_password"),
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # as in stack_env: never unpickle an artifact
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "mlplatform.devstack.distributed.worker_hostname",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,

@@ -123,6 +123,9 @@ def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[s
         "NO_PROXY": "127.0.0.1,localhost",
     }
     env = {**defaults, **{k: os.environ[k] for k in defaults if k in os.environ}}
+    # Not overridable: MLflow would otherwise unpickle artifacts. The platform loads only skops models
+    # itself (registry.load_version); this closes MLflow's own loaders too.
+    env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     # Airflow components start helpers as `airflow ...` found on PATH.
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
