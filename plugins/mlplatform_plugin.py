@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -51,8 +51,8 @@ async def require_viewer(request: Request,
     request.state.airflow_user = user
 
 
-app = FastAPI(title="Model reports", docs_url=None, redoc_url=None, openapi_url=None,
-              dependencies=[Depends(require_viewer)])
+app = FastAPI(title="Model reports", docs_url=None, redoc_url=None, openapi_url=None)
+viewer = APIRouter(dependencies=[Depends(require_viewer)])  # every route but the back link's bounce
 
 
 @app.exception_handler(HTTPException)
@@ -81,7 +81,7 @@ def _mlflow_ui_url() -> str:
     return os.environ.get("MLFLOW_UI_URL", os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"))
 
 
-@app.get("/", response_class=HTMLResponse)
+@viewer.get("/", response_class=HTMLResponse)
 def page(request: Request) -> Response:
     if not request.url.path.endswith("/"):  # relative links on the page need the trailing slash
         return RedirectResponse(f"{request.url.path}/", status_code=307)
@@ -156,7 +156,7 @@ def _query_task_runs(dag_ids: list[str]) -> list:
         for ti in instances]
 
 
-@app.get("/static/{name}")
+@viewer.get("/static/{name}")
 def static(name: str) -> Response:
     from mlplatform import reports_page
 
@@ -167,7 +167,7 @@ def static(name: str) -> Response:
                     headers={"Cache-Control": "private, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"})
 
 
-@app.get("/{model}/{ds}/quarantine/{dataset}/reason.json")
+@viewer.get("/{model}/{ds}/quarantine/{dataset}/reason.json")
 def quarantine_reason(model: str, ds: str, dataset: str) -> Response:
     from mlplatform import reports_page
     from mlplatform.lake import default_lake
@@ -180,7 +180,7 @@ def quarantine_reason(model: str, ds: str, dataset: str) -> Response:
                     headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
 
-@app.get("/{model}/{ds}/{file}")
+@viewer.get("/{model}/{ds}/{file}")
 def report(model: str, ds: str, file: str) -> Response:
     from mlplatform import reports_page
     from mlplatform.lake import default_lake
@@ -195,6 +195,27 @@ def report(model: str, ds: str, file: str) -> Response:
         # the Airflow session, so a crafted category value cannot act as the viewer.
         headers["Content-Security-Policy"] = "sandbox allow-scripts"
     return Response(payload, media_type=media_type, headers=headers)
+
+
+@app.get("/back/{model}", response_class=HTMLResponse)
+def back(model: str) -> Response:
+    """Where a report's back link points: a constant page that moves on to the reports page at once.
+
+    A report runs sandboxed, in an opaque origin, so a navigation it starts is cross-site for the browser,
+    which then withholds Airflow's SameSite=Lax session cookie from a framed page (inside the Airflow UI).
+    This page needs no session and shows nothing; the navigation it starts is same-origin, so the reports
+    page gets the cookie."""
+    from mlplatform import reports_page
+
+    try:
+        html = reports_page.back_page(model)
+    except reports_page.ReportNotFound:
+        raise HTTPException(status_code=404, detail="Not found") from None
+    return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'none'; frame-ancestors 'self'",
+                                       "X-Content-Type-Options": "nosniff"})
+
+
+app.include_router(viewer)
 
 
 class MLPlatformPlugin(AirflowPlugin):

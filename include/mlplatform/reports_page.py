@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import math
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
@@ -56,6 +57,7 @@ QUARANTINE_DATASETS = ("features", "context", "labels")
 BLOCKING_QUARANTINES = ("features", "context")
 QUARANTINE_REASON = "reason.json"
 TEMPLATES = Path(__file__).parent / "templates"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_]+")
 RETRAINING, PROMOTION, ROLLBACK, EXTERNAL = "retraining", "promotion", "rollback", "external_move"
 SCORED, SKIPPED, QUARANTINED, FAILED, NOT_RUN = "scored", "skipped", "quarantined", "failed", "not run"
 STATUSES = (SCORED, SKIPPED, QUARANTINED, FAILED, NOT_RUN)
@@ -273,7 +275,7 @@ def _extracted_at(lake: "Lake", model: str, days: set[str]) -> dict[str, datetim
     found = {}
     for (parent, _), blob in blobs.items():
         try:
-            found[parent.removeprefix("ds=")] = datetime.fromisoformat(json.loads(blob)["extracted_at"])
+            found[parent.removeprefix("ds=")] = _utc(json.loads(blob)["extracted_at"])
         except (ValueError, KeyError, TypeError):
             continue
     return found
@@ -390,10 +392,16 @@ def first_champion_at(promotions: list[dict]) -> datetime | None:
     """When the promotion log (oldest entry first) first made a version champion."""
     for entry in promotions:
         try:
-            return datetime.fromisoformat(str(entry.get("at")))
+            return _utc(str(entry.get("at")))
         except ValueError:
             continue
     return None
+
+
+def _utc(text: str) -> datetime:
+    """An ISO timestamp; one without a zone is taken as UTC, so that any two compare."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def day_rows(cfg: "ModelConfig", outputs: LakeOutputs, runs: list[TaskRun] | None,
@@ -582,8 +590,16 @@ def served_report(lake: "Lake", known_models: set[str], model: str, ds: str, nam
     title = f"{REPORT_KINDS[name]} · {model} · {ds}"
     bar = _environment().get_template("report_header.html").render(
         title=title, kind=REPORT_KINDS[name], model=model, ds=ds, version=version,
-        back_href=f"../../#model-{quote(model, safe='')}")
+        back_href=f"../../back/{quote(model, safe='')}")
     return with_header(payload, title, bar), media_type
+
+
+def back_page(model: str) -> str:
+    """The page a report's back link opens (``/model-reports/back/<model>``): it refreshes at once to the
+    model's section of the reports page, a navigation the browser sends the session cookie with."""
+    if not _MODEL_NAME.fullmatch(model):
+        raise ReportNotFound(f"no model {model!r}")
+    return _environment().get_template("back.html").render(target=f"../#model-{model}")
 
 
 def scored_by(lake: "Lake", model: str, ds: str) -> str | None:
@@ -596,7 +612,7 @@ def scored_by(lake: "Lake", model: str, ds: str) -> str | None:
 
 
 class _StartTags(HTMLParser):
-    """Offsets of the first <head>, <title> and <body> start tags. The parser treats script and style
+    """Where the first <head>, <title>, </title> and <body> tags are. The parser treats script and style
     contents as text, as browsers do, so data inlined in a report cannot pose as a tag."""
 
     class Found(Exception):
@@ -604,17 +620,17 @@ class _StartTags(HTMLParser):
 
     def __init__(self):
         super().__init__(convert_charrefs=False)
-        self.tags: dict[str, tuple[int, int, int]] = {}  # tag -> (line, column, length of the tag's text)
+        self.tags: dict[str, tuple[int, int, str | None]] = {}  # tag -> (line, column, the start tag's text)
 
     def handle_starttag(self, tag, attrs):
         if tag in ("head", "title", "body") and tag not in self.tags:
-            self.tags[tag] = (*self.getpos(), len(self.get_starttag_text() or ""))
+            self.tags[tag] = (*self.getpos(), self.get_starttag_text())
             if tag == "body":
                 raise self.Found
 
     def handle_endtag(self, tag):
-        if tag == "title" and "title_end" not in self.tags:
-            self.tags["title_end"] = (*self.getpos(), len("</title>"))
+        if tag == "title" and "/title" not in self.tags:
+            self.tags["/title"] = (*self.getpos(), None)
 
 
 def _start_tags(document: str) -> dict[str, tuple[int, int]]:
@@ -625,9 +641,9 @@ def _start_tags(document: str) -> dict[str, tuple[int, int]]:
     except _StartTags.Found:
         pass
     offsets = {}
-    for tag, (line, col, size) in parser.tags.items():
+    for tag, (line, col, text) in parser.tags.items():
         start = _line_start(document, line) + col
-        offsets[tag] = (start, start + size)
+        offsets[tag] = (start, start + len(text) if text else document.index(">", start) + 1)
     return offsets
 
 
@@ -645,8 +661,8 @@ def with_header(payload: bytes, title: str, bar: str) -> bytes:
     tags = _start_tags(document)
     title_tag = f"<title>{html.escape(title)}</title>"
     edits = []  # (start, end, replacement), applied from the end
-    if "title" in tags and "title_end" in tags and tags["title"][0] < tags.get("body", (len(document),))[0]:
-        edits.append((tags["title"][0], tags["title_end"][1], title_tag))
+    if "title" in tags and "/title" in tags and tags["title"][0] < tags.get("body", (len(document),))[0]:
+        edits.append((tags["title"][0], tags["/title"][1], title_tag))
     elif "head" in tags:
         edits.append((tags["head"][1], tags["head"][1], title_tag))
     else:

@@ -233,6 +233,9 @@ def test_unauthenticated_requests_are_refused(api_server):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/model-reports/{path}", timeout=60)
         assert refused.value.code == 401
+    with urllib.request.urlopen(f"{base}/model-reports/back/{MODEL}", timeout=60) as back:  # needs no session...
+        page = back.read().decode()
+    assert f'url=../#model-{MODEL}"' in page and "<table" not in page and "<script" not in page  # ...and shows nothing
 
 
 def test_the_page_draws_its_charts_and_tables_despite_a_hostile_reason(api_server, browser, tmp_path):
@@ -372,12 +375,14 @@ def test_a_report_shows_its_header_and_goes_back(api_server, page_data, browser,
     assert browser.title == f"Drift report · {MODEL} · {ds}"
     bar = browser.find_element(By.CSS_SELECTOR, ".mlplatform-report-header")
     assert all(text in bar.text for text in ("Drift report", MODEL, ds, "scored by champion v2", "← Model reports"))
-    assert bar.location["y"] == 0 and bar.is_displayed()
-    assert browser.find_element(By.TAG_NAME, "h1").text == f"Drift report {MODEL} {ds}"  # the report itself follows
+    report_heading = browser.find_element(By.TAG_NAME, "h1")
+    assert report_heading.text == f"Drift report {MODEL} {ds}"  # the report itself follows the bar
+    assert bar.is_displayed() and bar.location["y"] + bar.size["height"] <= report_heading.location["y"]
     browser.save_screenshot(str(tmp_path / "report_with_header.png"))
     bar.find_element(By.CSS_SELECTOR, "a.mlplatform-back").click()
     WebDriverWait(browser, SLOW).until(lambda d: d.current_url.endswith(f"/model-reports/#model-{MODEL}")
                                        and d.title == "Model reports")
+    assert len(_charts_drawn(browser)) == 3
 
 
 def test_model_reports_in_the_airflow_ui(api_server, page_data, browser, tmp_path):

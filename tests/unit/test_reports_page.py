@@ -480,7 +480,7 @@ def test_served_reports_get_a_title_and_a_header_bar_the_file_keeps_neither(lake
     assert "<title>Drift report · flight_delay · 2013-03-12</title>" in html and html.count("<title>") == 1
     bar = _header_bar(html)
     assert html.index(bar) == html.index("<body>") + len("<body>")
-    assert 'href="../../#model-flight_delay"' in bar and "← Model reports" in bar
+    assert 'href="../../back/flight_delay"' in bar and "← Model reports" in bar
     assert all(text in bar for text in ("Drift report", "flight_delay", "2013-03-12", "v2"))
     assert lake.read_bytes(path) == on_disk  # injected when serving only
     summary, media_type = reports_page.served_report(lake, {MODEL}, MODEL, "2013-03-12", "summary.json")
@@ -511,6 +511,14 @@ def test_plugin_serves_quarantine_reasons_strictly(client, lake):
                  "/other/2013-03-05/quarantine/features/reason.json",
                  "/flight_delay/2013-03-05/quarantine/features/batch.parquet"):
         assert client.get(path).status_code == 404, path
+
+
+def test_the_back_link_bounces_to_the_model_on_the_page(client):
+    back = client.get("/back/flight_delay")
+    assert back.status_code == 200 and '<meta http-equiv="refresh" content="0; url=../#model-flight_delay">' in back.text
+    assert back.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'self'"
+    for bad in ("..%2Fx", "a%22b", "x%3Cscript%3E"):
+        assert client.get(f"/back/{bad}").status_code == 404
 
 
 def test_plotly_js_ships_with_the_plotly_package():
