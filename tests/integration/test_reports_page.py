@@ -223,6 +223,12 @@ def _csp_violations(driver) -> list[str]:
             if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
 
 
+def _click(driver, element) -> None:
+    """Click a link as a user would, once it is scrolled clear of the table's sticky header."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
 def _row(driver, ds: str):
     return driver.find_element(By.CSS_SELECTOR, f"section[data-model={MODEL}] table.days tr[data-ds='{ds}']")
 
@@ -292,7 +298,7 @@ def test_a_quarantined_and_a_failed_day_are_listed_with_their_links(api_server, 
     browser.execute_script("arguments[0].scrollIntoView()", failed)
     browser.find_element(By.CSS_SELECTOR, "table.days").screenshot(str(tmp_path / "days_table.png"))
 
-    reason_link.click()
+    _click(browser, reason_link)
     WebDriverWait(browser, SLOW).until(lambda d: d.current_url.endswith(
         f"/model-reports/{MODEL}/{GAP_DAY}/quarantine/features/reason.json"))
     reason = json.loads(browser.find_element(By.TAG_NAME, "body").text)
@@ -301,7 +307,7 @@ def test_a_quarantined_and_a_failed_day_are_listed_with_their_links(api_server, 
     browser.back()
     log_link = _row(browser, FAILED_DAY).find_element(By.CSS_SELECTOR, "a.task-log")
     assert log_link.get_attribute("target") == "_top"
-    log_link.click()
+    _click(browser, log_link)
     WebDriverWait(browser, SLOW).until(lambda d: f"/dags/{MODEL}__ingest/runs/" in d.current_url)
     WebDriverWait(browser, SLOW).until(lambda d: "ingest_labels" in d.find_element(By.TAG_NAME, "body").text)
     assert "/tasks/ingest_labels" in browser.current_url and "try_number=1" in browser.current_url
@@ -370,7 +376,7 @@ def test_a_report_shows_its_header_and_goes_back(api_server, page_data, browser,
     base, password = api_server
     _log_in(browser, base, password, "/model-reports/")
     ds = page_data["days"][12]  # scored by v2
-    _row(browser, ds).find_element(By.CSS_SELECTOR, "a.report-link[href$='drift_report.html']").click()
+    _click(browser, _row(browser, ds).find_element(By.CSS_SELECTOR, "a.report-link[href$='drift_report.html']"))
     WebDriverWait(browser, SLOW).until(lambda d: d.current_url.endswith(f"/model-reports/{MODEL}/{ds}/drift_report.html"))
     assert browser.title == f"Drift report · {MODEL} · {ds}"
     bar = browser.find_element(By.CSS_SELECTOR, ".mlplatform-report-header")
@@ -398,7 +404,7 @@ def test_model_reports_in_the_airflow_ui(api_server, page_data, browser, tmp_pat
         WebDriverWait(browser, SLOW).until(lambda d: d.execute_script("return document.title") == "Model reports")
         assert len(_charts_drawn(browser)) == 3
         ds = page_data["days"][0]
-        _row(browser, ds).find_element(By.CSS_SELECTOR, "a.report-link[href$='performance_report.html']").click()
+        _click(browser, _row(browser, ds).find_element(By.CSS_SELECTOR, "a.report-link[href$='performance_report.html']"))
         WebDriverWait(browser, SLOW).until(
             lambda d: d.execute_script("return document.title") == f"Performance report · {MODEL} · {ds}")
         assert "scored by champion v1" in browser.find_element(By.CSS_SELECTOR, ".mlplatform-report-header").text
@@ -410,7 +416,9 @@ def test_model_reports_in_the_airflow_ui(api_server, page_data, browser, tmp_pat
         assert len(_charts_drawn(browser)) == 3
     finally:
         browser.switch_to.default_content()
-    assert browser.current_url == f"{base}/plugin/model-reports"  # the Airflow UI stayed around the frame
+    # The Airflow UI stayed around the frame (it mirrors the frame's address into its own, for deep links).
+    assert browser.current_url.startswith(f"{base}/plugin/model-reports")
+    assert browser.find_element(By.CSS_SELECTOR, "iframe[title='Model reports']").is_displayed()
     browser.save_screenshot(str(tmp_path / "airflow_ui_model_reports.png"))
     assert _csp_violations(browser) == []
 
