@@ -23,7 +23,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from mlplatform import promotion, registry
+from mlplatform import monitoring, promotion, registry
 from mlplatform.lake import REPORTS_AREA
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ REPORT_FILES = {
     "drift_report.html": "text/html; charset=utf-8",
     "performance_report.html": "text/html; charset=utf-8",
     "summary.json": "application/json",
+    "performance.json": "application/json",
     "evidently.json": "application/json",
 }
 TEMPLATES = Path(__file__).parent / "templates"
@@ -158,22 +159,28 @@ def _report_files(lake: "Lake", model: str) -> dict[str, list[str]]:
 
 
 def report_days(lake: "Lake", model: str) -> list[Day]:
-    """Every day with reports, oldest first; summaries are fetched in one batch (concurrently on S3)."""
+    """Every day with reports, oldest first. A day's monitor summary and its realized performance (two files,
+    two writers) are fetched in one batch (concurrently on S3) and merged (``monitoring.merged_day``)."""
     found = _report_files(lake, model)
-    paths = [f"{lake.root.rstrip('/')}/{REPORTS_AREA}/{model}/ds={ds}/summary.json"
-             for ds, names in found.items() if "summary.json" in names]
+    paths = [f"{lake.root.rstrip('/')}/{REPORTS_AREA}/{model}/ds={ds}/{name}" for ds, names in found.items()
+             for name in (monitoring.SUMMARY_FILE, monitoring.PERFORMANCE_FILE) if name in names]
     fetched = lake.fs.cat(paths, on_error="return") if paths else {}
-    summaries = {key.rsplit("/", 2)[-2].removeprefix("ds="): blob for key, blob in fetched.items()}
-    return [_day(ds, tuple(sorted(found[ds])), summaries.get(ds)) for ds in sorted(found)]
+    blobs: dict[str, dict] = {}
+    for key, blob in fetched.items():
+        parent, name = key.rsplit("/", 2)[-2:]
+        blobs.setdefault(parent.removeprefix("ds="), {})[name] = blob
+    return [_day(ds, tuple(sorted(found[ds])), blobs.get(ds, {})) for ds in sorted(found)]
 
 
-def _day(ds: str, files: tuple[str, ...], blob) -> Day:
-    if not isinstance(blob, bytes):
-        return Day(ds=ds, files=files, message="no summary.json" if blob is None else f"summary unreadable: {blob}")
+def _day(ds: str, files: tuple[str, ...], blobs: dict) -> Day:
+    if not blobs:
+        return Day(ds=ds, files=files, message="no summary.json")
     try:
-        return day_from_summary(ds, files, json.loads(blob))
+        parsed = {name: json.loads(blob) for name, blob in blobs.items()}  # a failed fetch is not bytes: TypeError
+        record = monitoring.merged_day(parsed.get(monitoring.SUMMARY_FILE), parsed.get(monitoring.PERFORMANCE_FILE))
+        return day_from_summary(ds, files, record)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return Day(ds=ds, files=files, message=f"summary.json unreadable: {exc}")
+        return Day(ds=ds, files=files, message=f"{' and '.join(sorted(blobs))} unreadable: {exc}")
 
 
 def registry_state(tracking_uri: str, model: str, probe: Callable[[str], None] | None = None) -> RegistryState:
