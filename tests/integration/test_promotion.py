@@ -227,7 +227,7 @@ def test_a_rerun_rollback_finds_its_own_entry_and_finishes_it(local_servers):
         assert registry.version_by_alias(mlc, model, registry.CHAMPION).version == "2"
     assert len(moves(model)) == 4, "nothing logged twice"
 
-    other_run, logged_now = promotion.roll_back(lake(), mlc, model, "1", "test", "another run", airflow_run="other")
+    _, logged_now = promotion.roll_back(lake(), mlc, model, "1", "test", "another run", airflow_run="other")
     assert logged_now and moves(model)[-1] == (5, "rollback", "2", "1")
 
 
