@@ -14,7 +14,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mlplatform.config import PROMOTION_POOL, ModelConfig, model_configs
-from mlplatform.orchestration import TAGS, actor, default_args
+from mlplatform.orchestration import TAGS, actor, airflow_run, default_args, fail_fast
 
 
 def build(cfg: ModelConfig):
@@ -26,12 +26,15 @@ def build(cfg: ModelConfig):
              "reason": Param("rollback requested", type="string", minLength=3, description="Why (kept in the log)"),
          })
     def rollback():
-        @task(pool=PROMOTION_POOL, retries=0)
+        # Transient errors are retried (a retry finishes its own logged move); a refused move fails at once.
+        @task(pool=PROMOTION_POOL)
         def move_champion_back() -> dict:
             from mlplatform import promotion
 
             params = get_current_context()["params"]
-            return promotion.rollback(cfg.name, str(params["version"]), actor=actor(), reason=params["reason"])
+            with fail_fast(*promotion.FAIL_FAST):
+                return promotion.rollback(cfg.name, str(params["version"]), actor=actor(), reason=params["reason"],
+                                          airflow_run=airflow_run())
 
         move_champion_back()
 

@@ -22,7 +22,8 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from mlplatform.config import PROMOTION_POOL, ModelConfig, model_configs
 from mlplatform.dates import DS_PATTERN
-from mlplatform.orchestration import TAGS, actor, asset_event_day, default_args, logical_ds, retrain_request_asset
+from mlplatform.orchestration import (TAGS, actor, airflow_run, alert_on_failure, asset_event_day, default_args,
+                                      fail_fast, logical_ds, retrain_request_asset)
 
 
 def _request() -> tuple[str, str]:
@@ -55,22 +56,29 @@ def build(cfg: ModelConfig):
                                     description="Promote even if the gate refuses (recorded as a manual promotion)"),
          })
     def train():
-        @task
+        def end_failed_training(context) -> None:
+            from mlplatform import training
+
+            training.end_failed_training(cfg.name, airflow_run(context))
+
+        @task(on_failure_callback=[alert_on_failure, end_failed_training])
         def train_challenger() -> dict:
             from mlplatform import training
 
             cutoff, reason = _request()
             params = get_current_context()["params"]
             return training.train_challenger(cfg.name, cutoff, reason, window_days=params.get("window_days"),
-                                         search_budget=params.get("search_budget"), logical_date=logical_ds())
+                                         search_budget=params.get("search_budget"), logical_date=logical_ds(),
+                                         airflow_run=airflow_run())
 
-        # Retries would repeat a compare-and-set that already failed for a reason: a stale decision.
-        @task(pool=PROMOTION_POOL, retries=0)
+        # Transient errors are retried; a stale decision or a compare-and-set conflict fails at once.
+        @task(pool=PROMOTION_POOL)
         def promote(outcome: dict) -> dict:
             from mlplatform import promotion
 
             force = bool(get_current_context()["params"].get("force_promote"))
-            return promotion.promote(cfg.name, outcome, force=force, actor=actor())
+            with fail_fast(*promotion.FAIL_FAST):
+                return promotion.promote(cfg.name, outcome, force=force, actor=actor())
 
         promote(train_challenger())
 

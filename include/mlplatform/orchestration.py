@@ -3,6 +3,7 @@ a run must process. Imported at DAG-parse time, so it imports nothing heavy."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 from airflow.sdk import Asset, get_current_context
@@ -98,3 +99,20 @@ def actor() -> str:
     run = context["dag_run"]
     user = getattr(run, "triggering_user_name", None)
     return f"airflow-user:{user}" if user else f"airflow:{run.dag_id}/{run.run_id}"
+
+
+def airflow_run(context=None) -> str:
+    """This DAG run, as ``<dag_id>/<run_id>``: the same for every try of its tasks."""
+    context = context or get_current_context()
+    run = context["dag_run"]
+    return f"{run.dag_id}/{run.run_id}"
+
+
+@contextmanager
+def fail_fast(*errors: type[BaseException]):
+    """``errors`` fail the task at once, without retries: a retry cannot fix them (a stale decision, a
+    compare-and-set conflict, bad data)."""
+    try:
+        yield
+    except errors as exc:
+        raise AirflowFailException(str(exc)) from exc

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlplatform.config import REPO_ROOT, ModelConfig
+from mlplatform.faults import pause_point
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,7 +184,41 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
             # Declared, not inferred: inference re-loads the model in a subprocess and costs ~25 s.
             pip_requirements=_runtime_requirements(),
         )
+        pause_point("training.registered")  # the version exists, the run is still RUNNING
         return run.info.run_id, str(info.registered_model_version)
+
+
+def end_unfinished_runs(mlc: "MlflowClient", experiment: str, tag: str, value: str) -> list[str]:
+    """Runs of ``experiment`` tagged ``tag = value`` and still RUNNING (their process was killed or timed out)
+    end as FAILED. Returns their ids."""
+    found = mlc.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = mlc.search_runs([found.experiment_id], f"tags.{tag} = '{_quoted(value)}' and attributes.status = 'RUNNING'")
+    for run in runs:
+        mlc.set_terminated(run.info.run_id, status="FAILED")
+        log.warning("MLflow run %s (%s = %s) was left RUNNING by a dead try: now FAILED", run.info.run_id, tag, value)
+    return [run.info.run_id for run in runs]
+
+
+def registered_by_tag(mlc: "MlflowClient", name: str, tag: str, value: str) -> tuple[str, str] | None:
+    """(run_id, version) of the model version of ``name`` registered by a run tagged ``tag = value``, if any,
+    whatever the run's status: a try may have died after registering."""
+    found = mlc.get_experiment_by_name(name)
+    if found is None:
+        return None
+    for run in mlc.search_runs([found.experiment_id], f"tags.{tag} = '{_quoted(value)}'"):
+        versions = mlc.search_model_versions(f"name = '{_quoted(name)}' and run_id = '{run.info.run_id}'")
+        ready = sorted((v for v in versions if v.status == "READY"), key=lambda v: int(v.version))
+        if ready:
+            return run.info.run_id, str(ready[0].version)
+    return None
+
+
+def _quoted(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"a quote in {value!r} cannot go into an MLflow search filter")
+    return value
 
 
 def set_alias(mlc: "MlflowClient", name: str, alias: str, version: str) -> None:

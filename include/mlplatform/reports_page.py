@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote
 
-from mlplatform import promotion, registry
+from mlplatform import monitoring, promotion, registry
 from mlplatform.dates import day, day_range, is_ds, shift
 from mlplatform.lake import FEATURES_AREA, MANIFEST, PREDICTIONS_AREA, QUARANTINE_AREA, REPORTS_AREA
 
@@ -50,7 +50,7 @@ REPORT_FILES = {
     "evidently.json": "application/json",
 }
 REPORT_KINDS = {"drift_report.html": "Drift report", "performance_report.html": "Performance report"}
-SUMMARY_FILES = ("summary.json", "performance.json")
+SUMMARY_FILES = ("summary.json", "performance.json")  # monitoring.SUMMARY_FILE, PERFORMANCE_FILE
 # Datasets a day's ingest may quarantine (``quarantine/<model>.<dataset>/<ds>/reason.json``); the first
 # two are the day's features, so their quarantine keeps the day from being scored.
 QUARANTINE_DATASETS = ("features", "context", "labels")
@@ -184,15 +184,6 @@ def _first_number(*values) -> float | None:
     return next((v for v in map(_number, values) if v is not None), None)
 
 
-def merged_summary(summary: dict, performance: dict | None) -> dict:
-    """A day's summary with the labelled-day evaluation's metrics (``performance.json``) as its ``performance``:
-    the one place where the page combines the two files."""
-    metrics = performance.get("metrics") if isinstance(performance, dict) else None
-    if not isinstance(metrics, dict):
-        return summary
-    return {**summary, "performance": {**(summary.get("performance") or {}), **metrics}}
-
-
 def day_from_summary(ds: str, files: tuple[str, ...], summary: dict) -> Day:
     decision = summary.get("decision") or {}
     perf = summary.get("performance") or {}
@@ -247,11 +238,11 @@ def _day(ds: str, files: tuple[str, ...], summary_blob, performance_blob=None) -
             return Day(ds=ds, files=files, message="no summary.json")
         return Day(ds=ds, files=files, message=f"summary unreadable: {summary_blob}")
     try:
-        summary = json.loads(summary_blob) if isinstance(summary_blob, bytes) else {}
+        summary = json.loads(summary_blob) if isinstance(summary_blob, bytes) else None
         performance = json.loads(performance_blob) if isinstance(performance_blob, bytes) else None
-        return day_from_summary(ds, files, merged_summary(summary, performance))
+        return day_from_summary(ds, files, monitoring.merged_day(summary, performance) or {})
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return Day(ds=ds, files=files, message=f"summary.json unreadable: {exc}")
+        return Day(ds=ds, files=files, message=f"summary.json or performance.json unreadable: {exc}")
 
 
 def committed_days(lake: "Lake", area: str, model: str) -> set[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from mlplatform import registry
+from mlplatform import promotion, registry
 from mlplatform.config import ModelConfig, model_config, settings
 from mlplatform.dates import checked_ds
 from mlplatform.lake import FEATURES_AREA, PREDICTIONS_AREA, Lake, Partition, default_lake
@@ -76,13 +76,15 @@ def _feature_columns(cfg: ModelConfig) -> list[str]:
 
 # -- the score DAG's job ------------------------------------------------------------------------------
 def score(model: str, ds: str) -> dict | None:
-    """Score the day's partition, chunk by chunk, with the version the champion alias points at now."""
+    """Score the day's partition, chunk by chunk, with the version the champion alias points at now (a move
+    the promotion log does not know is logged first)."""
     cfg, ds, lake = model_config(model), checked_ds(ds), default_lake()
     mlc = registry.client(settings().mlflow_tracking_uri)
-    champion = registry.version_by_alias(mlc, cfg.name, registry.CHAMPION)
-    if champion is None:
+    seen = promotion.reconcile(lake, mlc, cfg.name, f"score of {cfg.name} {ds}")
+    if seen.champion is None:
         log.warning("%s has no champion yet; nothing to score for %s", model, ds)
         return None
+    champion = mlc.get_model_version(cfg.name, seen.champion)
     part = lake.partition(FEATURES_AREA, cfg.name, ds)
     if part is None:
         raise FileNotFoundError(f"{model}: no committed feature partition for {ds}")

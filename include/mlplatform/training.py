@@ -241,19 +241,38 @@ class TrainedChallenger:
 
 
 def fit_challenger(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_days: int | None = None,
-                   search_budget: int | None = None) -> TrainedChallenger:
+                   search_budget: int | None = None, dataset: TrainingSet | None = None) -> TrainedChallenger:
     """Search and fit on data known before the cut-off; score the most recent holdout days, which the
-    model never trained on. Deterministic: the same lake and arguments give the same model."""
+    model never trained on. Deterministic: the same lake and arguments give the same model. ``dataset`` is
+    the training set for this cut-off if the caller has assembled it already."""
     from mlplatform.search import run_search
 
-    dataset = assemble_training_set(lake, cfg, cutoff_ds, window_days)
+    dataset = dataset or assemble_training_set(lake, cfg, cutoff_ds, window_days)
     save_training_set(lake, cfg, dataset)
-    train_rows, holdout = time_split(dataset.frame, cfg.source.event_time, cfg.training.holdout_days)
-    if len(train_rows) < cfg.training.min_training_rows:
-        raise ValueError(f"{cfg.name}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
+    train_rows, holdout = _split(cfg, dataset)
     budget = cfg.training.search.budget if search_budget is None else search_budget
     candidates = run_search(train_rows, cfg, budget)
     model = fit(train_rows, cfg, candidates[0].family, candidates[0].params)
+    return _on_holdout(cfg, dataset, train_rows, holdout, candidates, budget, model)
+
+
+def registered_challenger(lake: Lake, cfg: ModelConfig, dataset: TrainingSet, model) -> TrainedChallenger:
+    """A challenger already fitted on ``dataset`` and registered (by a try that died afterwards), with the
+    same split and holdout evidence as ``fit_challenger`` gives, without searching or fitting again."""
+    save_training_set(lake, cfg, dataset)
+    train_rows, holdout = _split(cfg, dataset)
+    return _on_holdout(cfg, dataset, train_rows, holdout, [], 0, model)
+
+
+def _split(cfg: ModelConfig, dataset: TrainingSet) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    train_rows, holdout = time_split(dataset.frame, cfg.source.event_time, cfg.training.holdout_days)
+    if len(train_rows) < cfg.training.min_training_rows:
+        raise ValueError(f"{cfg.name}: {len(train_rows)} training rows, fewer than {cfg.training.min_training_rows}")
+    return train_rows, holdout
+
+
+def _on_holdout(cfg: ModelConfig, dataset: TrainingSet, train_rows, holdout, candidates: list, budget: int,
+                model) -> TrainedChallenger:
     holdout_features = build_features(holdout, cfg)
     scores = model.predict_proba(holdout_features)[:, 1]
     metrics = score_metrics(holdout[cfg.target.name], scores, cfg)
@@ -262,40 +281,91 @@ def fit_challenger(lake: Lake, cfg: ModelConfig, cutoff_ds: str, window_days: in
 
 
 # -- the train DAG's job ------------------------------------------------------------------------------------
+IDEMPOTENCY_TAG = "idempotency_key"
+AIRFLOW_RUN_TAG = "airflow_run"
+
+
+def idempotency_key(model: str, cutoff_ds: str, dataset_version: str, airflow_run: str) -> str:
+    """One training: the model, its cut-off, the exact training set and the Airflow run that asked for it."""
+    return hashlib.sha256("\n".join([model, cutoff_ds, dataset_version, airflow_run]).encode()).hexdigest()[:24]
+
+
 def train_challenger(model: str, cutoff_ds: str, reason: str, window_days: int | None = None,
-                     search_budget: int | None = None, logical_date: str | None = None) -> dict:
+                     search_budget: int | None = None, logical_date: str | None = None,
+                     airflow_run: str | None = None) -> dict:
     """Search and train on data known before the cut-off, register the best as ``challenger``, and
-    judge it against the champion on the same most recent holdout. Promotion is a separate step."""
-    from mlplatform import gates, promotion, registry
+    judge it against the champion on the same most recent holdout. Promotion is a separate step.
+
+    Exactly once per ``idempotency_key``: a retry in the same Airflow run (``airflow_run``, else the
+    logical date) of a try that died after registering reuses that version, without a second one, and
+    completes the remaining steps; the dead try's MLflow run, left RUNNING, ends as FAILED."""
+    from mlplatform import promotion, registry
     from mlplatform.config import model_config, settings
     from mlplatform.dates import checked_ds
     from mlplatform.lake import default_lake
 
-    cfg, lake = model_config(model), default_lake()
-    trained = fit_challenger(lake, cfg, checked_ds(cutoff_ds), window_days, search_budget)
-    dataset, holdout, best = trained.dataset, trained.holdout, trained.best
-
+    cfg, lake, cutoff_ds = model_config(model), default_lake(), checked_ds(cutoff_ds)
+    dataset = assemble_training_set(lake, cfg, cutoff_ds, window_days)  # cheap, and it names the data
+    run = airflow_run or logical_date or ""
+    key = idempotency_key(cfg.name, cutoff_ds, dataset.version, run)
     mlc = registry.client(settings().mlflow_tracking_uri)
-    seen = promotion.snapshot(lake, mlc, cfg.name)
-    champion_scores = None
-    if seen.champion is not None:  # both models are scored on the same holdout, which the challenger never saw
-        champion_scores = registry.load_version(cfg.name, seen.champion).predict_proba(trained.holdout_features)[:, 1]
-    decision = gates.decide_promotion(holdout[cfg.target.name].to_numpy(), trained.holdout_scores, champion_scores,
-                                      trained.holdout_segments(), cfg.gate, prior_rate=trained.prior_rate)
-
+    registry.end_unfinished_runs(mlc, cfg.name, IDEMPOTENCY_TAG, key)
+    earlier = registry.registered_by_tag(mlc, cfg.name, IDEMPOTENCY_TAG, key)
+    if earlier:
+        trained = registered_challenger(lake, cfg, dataset, registry.load_version(cfg.name, earlier[1]))
+    else:
+        trained = fit_challenger(lake, cfg, cutoff_ds, window_days, search_budget, dataset=dataset)
+    seen = promotion.reconcile(lake, mlc, cfg.name, f"training of {cfg.name} to {cutoff_ds}")
+    decision = _gate(cfg, trained, seen)
     tags = {"cutoff_ds": cutoff_ds, "trigger_reason": reason, "dataset_version": dataset.version,
-            "logical_date": logical_date or cutoff_ds}
+            "logical_date": logical_date or cutoff_ds, IDEMPOTENCY_TAG: key, AIRFLOW_RUN_TAG: run}
     dataset_info = {"version": dataset.version, "cutoff_ds": cutoff_ds,
                     "manifest": lake.uri(f"{TRAINING_SETS_AREA}/{cfg.name}/{dataset.version}.json"),
                     "feature_partitions": dataset.feature_partitions, "label_partitions": dataset.label_partitions}
+    run_id, version = earlier or _register(trained, tags, dataset_info, decision)
+    family = mlc.get_run(run_id).data.params["family"] if earlier else trained.best.family
+    _finish_registration(lake, mlc, trained, run_id, version, tags, decision, seen)
+    return {"run_id": run_id, "version": version, "cutoff_ds": cutoff_ds, "reason": reason,
+            "gate": {"promote": decision.promote, "reason": decision.reason, "auc_gain": decision.auc_gain,
+                     "ci95": [decision.ci_low, decision.ci_high], "challenger_auc": decision.challenger_auc,
+                     "champion_auc": decision.champion_auc, "holdout_rows": decision.holdout_rows},
+            "seen": asdict(seen), "holdout_auc": trained.metrics["roc_auc"], "dataset_version": dataset.version,
+            "family": family}
+
+
+def _gate(cfg: ModelConfig, trained: TrainedChallenger, seen):
+    """The promotion gate: challenger and champion scored on the same holdout, which the challenger never saw."""
+    from mlplatform import gates, registry
+
+    champion_scores = None
+    if seen.champion is not None:
+        champion_scores = registry.load_version(cfg.name, seen.champion).predict_proba(trained.holdout_features)[:, 1]
+    return gates.decide_promotion(trained.holdout[cfg.target.name].to_numpy(), trained.holdout_scores,
+                                  champion_scores, trained.holdout_segments(), cfg.gate, prior_rate=trained.prior_rate)
+
+
+def _register(trained: TrainedChallenger, tags: dict, dataset_info: dict, decision) -> tuple[str, str]:
+    """Log the training run (with its search candidates) and register its model: (run_id, version)."""
+    from mlplatform import registry
+
+    cfg, holdout, best = trained.cfg, trained.holdout, trained.best
     params = {"family": best.family, **best.params, "search_budget": trained.budget,
               "candidates": len(trained.candidates), "train_rows": len(trained.train_rows),
               "holdout_rows": len(holdout), "holdout_start": str(holdout[cfg.source.event_time].min()),
               "decision_threshold": cfg.thresholds.decision_threshold}
-    run_id, version = registry.log_training_run(
+    return registry.log_training_run(
         cfg, trained.model, trained.train_rows, build_features(trained.train_rows.head(50), cfg), trained.metrics,
         params, tags, dataset_info,
         {"training_set.json": dataset_info, "promotion_decision.json": decision.as_dict()}, trained.candidates)
+
+
+def _finish_registration(lake: Lake, mlc, trained: TrainedChallenger, run_id: str, version: str, tags: dict,
+                         decision, seen) -> None:
+    """The steps after registration, each idempotent: drift and validation references, the version's tags
+    and description, and the ``challenger`` alias."""
+    from mlplatform import registry
+
+    cfg = trained.cfg
     reference = f"{REFERENCE_AREA}/{cfg.name}/run={run_id}/reference.parquet"
     validation = f"{REFERENCE_AREA}/{cfg.name}/run={run_id}/validation.parquet"
     lake.write_frame(reference, trained.reference())
@@ -311,9 +381,13 @@ def train_challenger(model: str, cutoff_ds: str, reason: str, window_days: int |
     mlc.update_model_version(cfg.name, version, description=f"Gate: {decision.reason}. Evidence: "
                              f"promotion_decision.json in run {run_id}.")
     registry.set_alias(mlc, cfg.name, registry.CHALLENGER, version)
-    return {"run_id": run_id, "version": version, "cutoff_ds": cutoff_ds, "reason": reason,
-            "gate": {"promote": decision.promote, "reason": decision.reason, "auc_gain": decision.auc_gain,
-                     "ci95": [decision.ci_low, decision.ci_high], "challenger_auc": decision.challenger_auc,
-                     "champion_auc": decision.champion_auc, "holdout_rows": decision.holdout_rows},
-            "seen": asdict(seen), "holdout_auc": trained.metrics["roc_auc"], "dataset_version": dataset.version,
-            "family": best.family}
+
+
+def end_failed_training(model: str, airflow_run: str) -> list[str]:
+    """The train task's failure callback: its MLflow runs still RUNNING (a killed or timed-out try) end as
+    FAILED. Returns their ids."""
+    from mlplatform import registry
+    from mlplatform.config import settings
+
+    return registry.end_unfinished_runs(registry.client(settings().mlflow_tracking_uri), model, AIRFLOW_RUN_TAG,
+                                        airflow_run)

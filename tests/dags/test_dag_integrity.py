@@ -39,15 +39,34 @@ def test_every_dag_is_tagged_and_documented(dagbag):
 
 
 def test_every_task_retries_and_alerts_on_failure(dagbag):
-    """Except alias moves: a failed compare-and-set means a stale decision, which a retry cannot fix."""
-    from mlplatform.config import PROMOTION_POOL
+    """Alias moves too: they retry transient errors, and fail at once on a stale decision (see below)."""
+    from mlplatform.orchestration import alert_on_failure
 
     for dag in dagbag.dags.values():
         for task in dag.tasks:
-            serialised = task.pool == PROMOTION_POOL
-            assert task.retries == 0 if serialised else task.retries >= 2, f"{dag.dag_id}.{task.task_id}"
-            assert task.on_failure_callback, f"{dag.dag_id}.{task.task_id}"
+            assert task.retries >= 2, f"{dag.dag_id}.{task.task_id}"
+            assert alert_on_failure in task.on_failure_callback, f"{dag.dag_id}.{task.task_id}"
             assert task.execution_timeout is not None, f"{dag.dag_id}.{task.task_id}"
+
+
+def test_a_failed_training_ends_its_mlflow_runs(dagbag):
+    """The train task's failure callbacks alert and end its RUNNING MLflow runs as FAILED."""
+    task = dagbag.dags["flight_delay__train"].get_task("train_challenger")
+    names = [getattr(callback, "__name__", "") for callback in task.on_failure_callback]
+    assert names == ["alert_on_failure", "end_failed_training"]
+
+
+def test_a_stale_decision_fails_without_retry():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mlplatform import promotion
+    from mlplatform.orchestration import fail_fast
+
+    for error in (promotion.PromotionConflict("champion moved"), promotion.MoveRefused("v2 is already the champion")):
+        with pytest.raises(AirflowFailException, match=str(error)), fail_fast(*promotion.FAIL_FAST):
+            raise error
+    with pytest.raises(ConnectionError), fail_fast(*promotion.FAIL_FAST):  # transient: left to the retries
+        raise ConnectionError("MLflow unreachable")
 
 
 def test_monitor_branches_three_ways(dagbag):

@@ -1,6 +1,7 @@
 """The whole lifecycle through real DAG runs (dag.test) against the warehouse emulator, the lake and MLflow:
 train once, then ingest -> score -> monitor for a few days; two shifted days take the alert and then the
-retrain branch; a forced promotion, a rollback, and a champion set by hand in MLflow follow."""
+retrain branch; a forced promotion, a rollback, and a champion set by hand in MLflow follow, which scoring
+logs as an external move and a second rollback undoes."""
 
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ def pipeline(local_servers, warehouse, models_dir):
     set_alias(client(settings().mlflow_tracking_uri), MODEL, CHAMPION, "2")  # a person, in the MLflow UI
     for stage in ("ingest", "score"):
         results[(stage, AFTER_ROLLBACK)] = run_dag(bag, stage, AFTER_ROLLBACK)
+    results["rollback after the hand move"] = run_dag(bag, "rollback", AFTER_ROLLBACK,
+                                                      {"version": "previous", "reason": "undo the hand move"})
     return results
 
 
@@ -168,16 +171,25 @@ def test_drift_is_debounced_quiet_then_alert_then_retrain(pipeline):
     assert len(drift) == 2 and "No retraining yet" in drift[0] and "Retraining requested (drift)" in drift[1]
 
 
-def test_promotion_log_records_promotions_and_the_rollback(pipeline):
+def test_promotion_log_records_every_move_including_the_one_by_hand(pipeline):
     from mlplatform import promotion
+    from mlplatform.config import settings
     from mlplatform.lake import default_lake as lake
+    from mlplatform.registry import CHAMPION, client, version_by_alias
 
     log = promotion.entries(lake(), MODEL)
-    assert [(e["seq"], e["from_version"], e["to_version"]) for e in log] == [(1, None, "1"), (2, "1", "2"), (3, "2", "1")]
+    assert [(e["seq"], e["from_version"], e["to_version"]) for e in log] == [
+        (1, None, "1"), (2, "1", "2"), (3, "2", "1"), (4, "1", "2"), (5, "2", "1")]
     gate_passed = log[1]["evidence"]["promote"]
     assert log[1]["action"] == ("promote" if gate_passed else "manual_promote")
     assert log[2]["action"] == "rollback" and log[2]["reason"] == "test rollback"
     assert log[0]["actor"].startswith("airflow") and log[0]["evidence"]["ci95"][0] > 0
+    hand_move = log[3]
+    assert hand_move["action"] == "external_move" and hand_move["at"]
+    assert hand_move["evidence"]["detected_by"].startswith(f"score of {MODEL} {AFTER_ROLLBACK} in airflow:{MODEL}__score.")
+    assert (log[4]["action"], log[4]["reason"]) == ("rollback", "undo the hand move"), "previous works after a hand move"
+    assert log[4]["evidence"]["airflow_run"].startswith(f"{MODEL}__rollback/")
+    assert version_by_alias(client(settings().mlflow_tracking_uri), MODEL, CHAMPION).version == "1"
 
 
 def test_scoring_follows_a_champion_set_by_hand_in_mlflow(pipeline):
@@ -243,8 +255,11 @@ def test_delayed_labels_give_a_performance_report_logged_to_mlflow(pipeline, loc
     from mlplatform.lake import default_lake as lake
     from mlplatform.registry import client
 
+    from mlplatform.config import model_config
+    from mlplatform.monitoring import read_day
+
     assert pipeline[("monitor", DRIFT_DAYS[0])][0].state == "success"
-    summary = lake().read_json(f"reports/{MODEL}/ds={DAYS[0]}/summary.json")
+    summary = read_day(model_config(MODEL), DAYS[0])
     performance = summary["performance"]
     assert performance["labels_known_at"] == DRIFT_DAYS[0]
     assert 0.5 < performance["roc_auc"] <= 1 and 0 < performance["late_rate"] < 1
@@ -283,3 +298,56 @@ def test_the_cooldown_anchor_is_the_last_training_before_the_day(pipeline):
     assert _last_training_ds(cfg, "2013-02-01") is None
     assert _last_training_ds(cfg, DRIFT_DAYS[-1]) == "2013-02-01"
     assert _last_training_ds(cfg, AFTER_ROLLBACK) == DRIFT_DAYS[-1]
+
+
+def test_a_day_evaluated_before_its_own_monitor_ran_keeps_both(pipeline, warehouse):
+    """Out of order: AFTER_ROLLBACK's labels arrive and its evaluation runs before its own monitor has run
+    (its summary does not exist yet); then its monitor runs. Its record holds both, in the lake and in MLflow."""
+    from mlplatform import ingest, monitoring
+    from mlplatform.config import model_config, settings
+    from mlplatform.registry import client
+
+    cfg = model_config(MODEL)
+    labels_known_at = (datetime.fromisoformat(AFTER_ROLLBACK) + timedelta(days=2)).strftime("%Y-%m-%d")
+    assert monitoring.labelled_day_for(cfg, labels_known_at) == AFTER_ROLLBACK
+    for ds in ("2013-02-06", labels_known_at):
+        ingest.ingest_labels(MODEL, ds)
+    assert monitoring.read_day(cfg, AFTER_ROLLBACK) is None, "not monitored yet"
+
+    assert monitoring.evaluate_labelled_day(cfg, labels_known_at) == AFTER_ROLLBACK
+    evaluated = monitoring.read_day(cfg, AFTER_ROLLBACK)
+    assert evaluated["performance"]["labels_known_at"] == labels_known_at and "drift_share" not in evaluated
+
+    monitoring.monitor(MODEL, AFTER_ROLLBACK)
+    record = monitoring.read_day(cfg, AFTER_ROLLBACK)
+    assert record["drift_share"] is not None and record["decision"]["action"]
+    assert record["performance"] == evaluated["performance"]
+    assert record["observation"]["realized_auc"] == record["performance"]["roc_auc"]
+    mlc = client(settings().mlflow_tracking_uri)
+    experiment = mlc.get_experiment_by_name(f"{MODEL}-monitoring")
+    (run,) = mlc.search_runs([experiment.experiment_id], f"tags.ds = '{AFTER_ROLLBACK}'")
+    assert {"drift_share", "realized_roc_auc"} <= set(run.data.metrics)
+
+
+def test_each_report_file_has_one_writer(pipeline):
+    """Re-running the monitor of the day that evaluates DAYS[0] leaves DAYS[0]'s summary.json alone (the very
+    same file), and re-running DAYS[0]'s own monitor leaves its performance.json alone: nothing is lost."""
+    import os
+
+    from mlplatform import monitoring
+    from mlplatform.config import model_config
+    from mlplatform.lake import default_lake as lake
+
+    cfg = model_config(MODEL)
+    day_dir = lake().root.rstrip("/") + f"/reports/{MODEL}/ds={DAYS[0]}"
+    summary = os.stat(f"{day_dir}/summary.json").st_ino
+    before = monitoring.read_day(cfg, DAYS[0])
+
+    assert monitoring.monitor(MODEL, DRIFT_DAYS[0])["labelled_day"] == DAYS[0]
+    assert os.stat(f"{day_dir}/summary.json").st_ino == summary, "the evaluation rewrote the monitor's file"
+    performance = os.stat(f"{day_dir}/performance.json").st_ino
+    monitoring.monitor(MODEL, DAYS[0])
+    assert os.stat(f"{day_dir}/performance.json").st_ino == performance, "the monitor rewrote the evaluation's file"
+    after = monitoring.read_day(cfg, DAYS[0])
+    assert after["performance"] == before["performance"]
+    assert after["observation"]["realized_auc"] == before["observation"]["realized_auc"] is not None

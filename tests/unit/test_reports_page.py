@@ -31,7 +31,7 @@ def mean_score(index: int) -> float:
 
 
 def write_day(lake: Lake, model: str, ds: str, index: int, version: str, labelled: bool) -> None:
-    """One monitored day as monitoring.monitor writes it, plus the performance part once labels are in."""
+    """One monitored day as monitoring.monitor writes it, plus performance.json once its labels are in."""
     drift = min(0.9, 0.1 + 0.05 * index) if index < 12 else 0.15
     effective = max(0.0, drift - 0.1)
     action, reason = ("retrain", "drift") if index == 10 else (("alert", "drift_unconfirmed") if effective >= 0.5
@@ -46,11 +46,10 @@ def write_day(lake: Lake, model: str, ds: str, index: int, version: str, labelle
     rdir = f"{REPORTS_AREA}/{model}/ds={ds}"
     if labelled:
         auc = round(0.73 - 0.006 * index if index < 11 else 0.745, 4)
-        observation.update(realized_auc=auc, labelled_rows=850)
         metrics = {"roc_auc": auc, "log_loss": 0.5, "late_rate": 0.2 + 0.01 * (index % 5), "mean_score": mean_score(index),
                    "predicted_late_rate": 0.04, "rows": 850.0, "validation_auc": 0.74}
-        summary["performance"] = metrics
-        lake.write_json(f"{rdir}/performance.json", {"metrics": metrics, "evidently": {"metrics": []}})
+        lake.write_json(f"{rdir}/performance.json", {"model": model, "ds": ds, "model_version": version,
+                                                     "labels_known_at": ds, "metrics": metrics})
         lake.write_bytes(f"{rdir}/performance_report.html", report_html(f"Performance report {model} {ds}"))
     lake.write_bytes(f"{rdir}/drift_report.html", report_html(f"Drift report {model} {ds}"))
     lake.write_json(f"{rdir}/evidently.json", {"metrics": []})
@@ -268,18 +267,6 @@ def test_calibration_chart_shows_mean_predicted_probability_against_realized_lat
     assert _trace(calibration, "late rate (realized)")["y"][0] == pytest.approx(0.2)
     flagged = _trace(calibration, "share scored ≥ 0.5 (decision threshold)")
     assert flagged["y"][0] == 0.04 and x[0] == "2013-03-01"
-
-
-def test_performance_json_alone_gives_the_realized_metrics(lake):
-    """The labelled-day evaluation may write performance.json without touching summary.json."""
-    rdir = f"{REPORTS_AREA}/{MODEL}/ds=2013-03-02"
-    summary = lake.read_json(f"{rdir}/summary.json")
-    del summary["performance"]
-    lake.write_json(f"{rdir}/summary.json", summary)
-    lake.write_json(f"{rdir}/performance.json", {"metrics": {"roc_auc": 0.61, "mean_score": 0.3, "late_rate": 0.25},
-                                                 "evidently": {}})
-    day = {d.ds: d for d in reports_page.report_days(lake, MODEL)}["2013-03-02"]
-    assert (day.realized_auc, day.mean_score, day.late_rate, day.model_version) == (0.61, 0.3, 0.25, "1")
 
 
 def test_chart_lines_break_at_days_without_a_value(tmp_path):
@@ -565,3 +552,14 @@ def test_plugin_serves_the_page_and_report_files(client):
 ])
 def test_plugin_refuses_anything_else(client, path):
     assert client.get(path).status_code == 404
+
+
+def test_a_day_evaluated_before_its_monitor_ran_shows_its_performance(lake):
+    """Out of order: the evaluation wrote performance.json before the day's own monitor wrote its summary."""
+    metrics = {"roc_auc": 0.7, "rows": 800, "late_rate": 0.25, "predicted_late_rate": 0.2, "validation_auc": 0.74}
+    lake.write_json(f"{REPORTS_AREA}/{MODEL}/ds=2013-03-20/performance.json",
+                    {"model": MODEL, "ds": "2013-03-20", "model_version": "2", "labels_known_at": "2013-03-22",
+                     "metrics": metrics})
+    day = {d.ds: d for d in reports_page.report_days(lake, MODEL)}["2013-03-20"]
+    assert (day.realized_auc, day.late_rate, day.model_version) == (0.7, 0.25, "2")
+    assert day.drift_share is None and day.message == ""

@@ -1,0 +1,33 @@
+"""Pause points hold a process at a named moment while MLOPS_PAUSE_AT names it, and only then."""
+
+from __future__ import annotations
+
+import threading
+
+from mlplatform.faults import PAUSE_AT, pause_point
+
+
+def test_an_unnamed_point_does_not_pause(monkeypatch):
+    monkeypatch.setenv(PAUSE_AT, "other.point")
+    pause_point("this.point")  # returns at once; the test would hang otherwise
+
+
+def test_a_named_point_holds_until_released(monkeypatch, capfd):
+    monkeypatch.setenv(PAUSE_AT, "a.point, this.point")
+    passed = threading.Event()
+
+    def reach():
+        pause_point("this.point", poll_seconds=0.01)
+        passed.set()
+
+    worker = threading.Thread(target=reach)
+    worker.start()
+    announced = ""
+    while "MLOPS_PAUSED_AT this.point" not in announced:
+        worker.join(0.01)
+        assert worker.is_alive()
+        announced += capfd.readouterr().err
+    assert not passed.is_set(), "held at the point"
+    monkeypatch.setenv(PAUSE_AT, "a.point")
+    worker.join()
+    assert passed.is_set()
