@@ -6,7 +6,7 @@ logs as an external move and a second rollback undoes."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
