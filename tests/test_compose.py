@@ -44,9 +44,12 @@ def docker_compose() -> str:
 
 
 def compose_config(env_file: Path, *extra: str) -> subprocess.CompletedProcess:
+    # Only the env file may set compose variables: the shell's environment overrides it, and the test process
+    # carries settings of its own (e.g. MLFLOW_PORT from the embedded stack the integration tests start).
+    clean_env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
     return subprocess.run([docker_compose(), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE),
                            "--env-file", str(env_file), *extra, "config"],
-                          capture_output=True, text=True, timeout=120, cwd=env_file.parent)
+                          capture_output=True, text=True, timeout=120, cwd=env_file.parent, env=clean_env)
 
 
 def fill_env_example(env_file: Path, **settings: str) -> dict[str, str]:
