@@ -500,13 +500,7 @@ def run_pipeline(api, model: str, replay_days: list[str], search_budget: int = 0
 
 def _task_stats(api) -> dict:
     """How many task instances ran, their mean duration, and how many each host ran."""
-    tis, offset = [], 0
-    while True:
-        page = api.get("/dags/~/dagRuns/~/taskInstances", limit=100, offset=offset)
-        tis += [t for t in page["task_instances"] if t.get("duration") is not None and t["state"] == "success"]
-        offset += 100
-        if offset >= page["total_entries"]:
-            break
+    tis = [t for t in api.task_instances() if t.get("duration") is not None and t["state"] == "success"]
     hosts: dict[str, int] = {}
     for t in tis:
         hosts[t["hostname"]] = hosts.get(t["hostname"], 0) + 1
