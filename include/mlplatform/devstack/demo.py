@@ -1,9 +1,11 @@
 """The main job: replay history through the real Airflow scheduler and print what happened.
 
 1. backfill ingest over the history window (default January 2013);
-2. train the first champion with its cut-off at the first replayed day;
+2. train the first champion with its cut-off at the last history day, the newest labelled day in the lake
+   (a cut-off D needs the outcomes known by D, which D's ingest brings);
 3. backfill ingest over the replay window, which triggers score and monitor through Assets;
-4. print a summary. The stack keeps running; `make down` stops it.
+4. print a summary: per DAG, how its runs ended (a run whose decisive task skipped counts as skipped),
+   the model versions, the alerts and where the reports are. The stack keeps running; `make down` stops it.
 
 Window: DEMO_HISTORY_START (2013-01-01), DEMO_REPLAY_START (2013-02-01), DEMO_REPLAY_END (2013-02-07), inclusive.
 """
@@ -37,13 +39,15 @@ def _window() -> tuple[str, str, str]:
 
 def run(api: AirflowApi, model: str) -> None:
     history, replay_start, replay_end = _window()
-    dags = [f"{model}__{stage}" for stage in ("ingest", "score", "monitor", "train")]
+    history_end = shift(replay_start, -1)
+    dags = [f"{model}__{stage}" for stage in STAGES]
     api.wait_for_dags(dags)
-    print(f"[demo] {model}: backfilling ingest {history} .. {shift(replay_start, -1)}", flush=True)
-    api.backfill(f"{model}__ingest", history, shift(replay_start, -1))
+    print(f"[demo] {model}: backfilling ingest {history} .. {history_end}", flush=True)
+    api.backfill(f"{model}__ingest", history, history_end)
     api.wait_until_idle(dags)
-    print(f"[demo] {model}: training the first champion with cut-off {replay_start}", flush=True)
-    api.trigger(f"{model}__train", f"initial__{replay_start}", None, {"cutoff_ds": replay_start, "reason": "initial"})
+    print(f"[demo] {model}: training the first champion with cut-off {history_end}, the newest labelled day",
+          flush=True)
+    api.trigger(f"{model}__train", f"initial__{history_end}", None, {"cutoff_ds": history_end, "reason": "initial"})
     api.wait_until_idle(dags)
     print(f"[demo] {model}: replaying {replay_start} .. {replay_end} (ingest -> score -> monitor)", flush=True)
     api.backfill(f"{model}__ingest", replay_start, replay_end)
