@@ -233,7 +233,8 @@ class MLPlatformPlugin(AirflowPlugin):
         },
         {
             "name": "MLflow",
-            "href": f"{_mlflow_ui_url().rstrip('/')}/#/models",  # the registered models, not MLflow 3's GenAI home
+            # the registered models in model-training mode, not MLflow 3's GenAI home
+            "href": f"{_mlflow_ui_url().rstrip('/')}/#/models?workflowType=machine_learning",
             "destination": "nav",
             "category": "browse",
         },

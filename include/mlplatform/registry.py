@@ -20,6 +20,25 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
+# MLflow 3 tells model training from GenAI work by this experiment tag; every experiment the platform creates
+# carries it. (The 3.17 UI itself follows the ``workflowType`` of its address, which the reports page's links set.)
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# The parent run's holdout metrics as MLflow shows them: MLflow lists metrics by name, so they are short,
+# ``holdout.auc`` comes first, and the search's metrics (``search.*``, also on the candidates) come after.
+HOLDOUT_METRICS = {"roc_auc": "holdout.auc", "brier": "holdout.brier", "log_loss": "holdout.log_loss",
+                   "positive_rate": "holdout.positive_rate", "precision": "holdout.precision",
+                   "recall": "holdout.recall", "rows": "holdout.rows"}
+BEST_CV_AUC, CV_AUC = "search.best_cv_auc", "search.cv_auc"
+# A saved view of the training experiment's runs with the holdout metrics as the first columns. The MLflow 3
+# UI keeps saved views as experiment tags ``mlflow.sharedViewState.<id>`` and opens one with
+# ``?viewStateShareKey=<id>``; columns are named by the runs table's column ids.
+TRAININGS_VIEW = "trainings"
+TRAININGS_VIEW_TAG = f"mlflow.sharedViewState.{TRAININGS_VIEW}"
+TRAININGS_VIEW_METRICS = tuple(f"metrics.`{name}`" for name in ("holdout.auc", "holdout.log_loss", "holdout.brier",
+                                                                 BEST_CV_AUC))
+TRAININGS_VIEW_COLUMNS = (*TRAININGS_VIEW_METRICS, "params.`family`", "tags.`trigger_reason`", "tags.`cutoff_ds`",
+                          "attributes.`Models`")
+
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
@@ -135,18 +154,60 @@ def _runtime_requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "scikit-learn", "skops", "pandas", "numpy")]
 
 
+def trainings_view(created_ms: int) -> str:
+    """The saved view's tag value, in the envelope the MLflow 3 UI writes (its state a JSON string)."""
+    import json
+
+    always_shown = ["runDateAndNestInfo", "duration", "attributes.`Dataset`"]  # after ours, the dataset narrower
+    state = {"selectedColumns": list(TRAININGS_VIEW_COLUMNS),
+             "columnOrder": ["attributes.`Run Name`", *TRAININGS_VIEW_COLUMNS, *always_shown],
+             "columnWidths": {**{column: 130 for column in TRAININGS_VIEW_METRICS}, "attributes.`Dataset`": 200}}
+    return json.dumps({"name": "Trainings: holdout metrics", "createdAt": created_ms, "updatedAt": created_ms,
+                       "state": json.dumps(state)})
+
+
+def _tagged(experiment, tags: dict[str, str]):
+    """The experiment, carrying ``tags`` (those already there are not written again)."""
+    import mlflow
+
+    mlc = mlflow.MlflowClient()
+    for key, value in tags.items():
+        if experiment.tags.get(key) != value:
+            mlc.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment
+
+
+def training_experiment(name: str):
+    """The model's training experiment, created if need be and made current: of the model-training kind,
+    with the trainings view."""
+    import mlflow
+
+    experiment = mlflow.set_experiment(name)
+    return _tagged(experiment, {EXPERIMENT_KIND_TAG: MODEL_TRAINING,
+                                TRAININGS_VIEW_TAG: trainings_view(experiment.creation_time or 0)})
+
+
+def monitoring_experiment(model: str):
+    """The model's monitoring experiment, created if need be and made current, of the model-training kind."""
+    import mlflow
+
+    return _tagged(mlflow.set_experiment(f"{model}-monitoring"), {EXPERIMENT_KIND_TAG: MODEL_TRAINING})
+
+
 def _log_candidates(candidates: list, tags: dict) -> None:
     """One child run per searched candidate, so the MLflow UI compares them side by side under the parent."""
     import mlflow
+
+    from mlplatform.training import logged_params
 
     for rank, candidate in enumerate(candidates, start=1):
         if not candidate.fold_auc:
             continue
         with mlflow.start_run(run_name=f"{rank:02d}-{candidate.family}", nested=True):
             mlflow.set_tags({**tags, "search_rank": str(rank), "family": candidate.family})
-            mlflow.log_params({"family": candidate.family, **candidate.params})
-            mlflow.log_metrics({"cv_roc_auc_mean": candidate.mean_auc,
-                                **{f"cv_roc_auc_fold_{i}": auc for i, auc in enumerate(candidate.fold_auc)}})
+            mlflow.log_params(logged_params(candidate.family, candidate.params))
+            mlflow.log_metrics({CV_AUC: candidate.mean_auc,
+                                **{f"{CV_AUC}_fold_{i}": auc for i, auc in enumerate(candidate.fold_auc)}})
 
 
 def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", features: "pd.DataFrame",
@@ -159,13 +220,13 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
     from mlflow.models import infer_signature
 
     trusted = trusted_types(model)  # before anything is logged: never register what could not be loaded
-    mlflow.set_experiment(cfg.name)
+    training_experiment(cfg.name)
     with mlflow.start_run(run_name=f"train-{tags.get('cutoff_ds', '')}") as run:
         mlflow.set_tags({**tags, "mlflow.source.git.commit": code_version(), "code_version": code_version()})
         mlflow.log_params(params)
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        mlflow.log_metrics({HOLDOUT_METRICS[k]: v for k, v in metrics.items()})
         if candidates and candidates[0].fold_auc:
-            mlflow.log_metric("cv_roc_auc_best", candidates[0].mean_auc)
+            mlflow.log_metric(BEST_CV_AUC, candidates[0].mean_auc)
         _log_candidates(list(candidates), tags)
         dataset = mlflow.data.from_pandas(train_frame, name=f"{cfg.name}-training", digest=dataset_info["version"],
                                           targets=cfg.target.name)
@@ -232,7 +293,7 @@ def log_monitoring_run(model: str, ds: str, scored_by, metrics: dict[str, float]
     A re-run for the same day reuses the run, so re-running monitoring does not duplicate it."""
     import mlflow
 
-    experiment = mlflow.set_experiment(f"{model}-monitoring")
+    experiment = monitoring_experiment(model)
     existing = mlflow.search_runs([experiment.experiment_id], f"tags.ds = '{ds}'", output_format="list", max_results=1)
     with mlflow.start_run(run_id=existing[0].info.run_id if existing else None, run_name=f"monitor-{ds}") as run:
         mlflow.set_tags({"ds": ds, "model_name": model, "model_version": str(scored_by.version),

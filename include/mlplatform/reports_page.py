@@ -133,6 +133,7 @@ class RegistryState:
     champion: str | None = None
     versions: tuple[dict, ...] = ()
     error: str | None = None
+    experiment_id: str | None = None  # the model's training experiment
 
 
 @dataclass(frozen=True)
@@ -423,7 +424,8 @@ def registry_state(tracking_uri: str, model: str, probe: Callable[[str], None] |
         log.warning("model reports: MLflow at %s not readable: %s", tracking_uri, exc)
         return RegistryState(error=f"MLflow at {tracking_uri} could not be read ({type(exc).__name__}: {exc})")
     versions = sorted((_version_row(v, experiment_id, candidates) for v in found), key=lambda row: int(row["version"]))
-    return RegistryState(champion=str(champion.version) if champion else None, versions=tuple(versions))
+    return RegistryState(champion=str(champion.version) if champion else None, versions=tuple(versions),
+                         experiment_id=experiment_id)
 
 
 def candidate_runs(mlc, model: str) -> tuple[str | None, dict[str, tuple[str, ...]]]:
@@ -474,7 +476,10 @@ def probe_mlflow(tracking_uri: str, timeout_s: float = 3.0) -> None:
 
 @dataclass(frozen=True)
 class MlflowLinks:
-    """Addresses in the MLflow 3 UI (hash routes of its single-page app); None without an HTTP UI."""
+    """Addresses in the MLflow 3 UI (hash routes of its single-page app); None without an HTTP UI.
+
+    Each carries ``workflowType=machine_learning``: the 3.17 UI takes the mode (GenAI or model training)
+    from the address, else from the browser's last choice, and starts in GenAI mode."""
     base: str | None
 
     @classmethod
@@ -482,8 +487,11 @@ class MlflowLinks:
         usable = ui_url and ui_url.startswith(("http://", "https://"))
         return cls(ui_url.rstrip("/") if usable else None)
 
-    def _at(self, route: str) -> str | None:
-        return f"{self.base}/#{route}" if self.base else None
+    def _at(self, route: str, **query: str) -> str | None:
+        if not self.base:
+            return None
+        return f"{self.base}/#{route}?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in
+                                                   {**query, "workflowType": "machine_learning"}.items())
 
     def models(self) -> str | None:
         return self._at("/models")
@@ -501,12 +509,18 @@ class MlflowLinks:
             return self._at(f"/experiments/{quote(experiment_id, safe='')}/runs/{quote(run_id, safe='')}")
         return self._at(f"/runs/{quote(run_id, safe='')}")
 
+    def trainings(self, experiment_id: str | None) -> str | None:
+        """The training experiment's runs, in the saved view with the holdout metrics as columns."""
+        if not experiment_id:
+            return None
+        return self._at(f"/experiments/{quote(experiment_id, safe='')}/runs",
+                        viewStateShareKey=registry.TRAININGS_VIEW)
+
     def compare(self, run_ids, experiment_id: str | None) -> str | None:
         if not run_ids or not experiment_id:
             return None
-        runs, experiments = (quote(json.dumps(list(v), separators=(",", ":")), safe="")
-                             for v in (run_ids, [experiment_id]))
-        return self._at(f"/compare-runs?runs={runs}&experiments={experiments}")
+        runs, experiments = (json.dumps(list(v), separators=(",", ":")) for v in (run_ids, [experiment_id]))
+        return self._at("/compare-runs", runs=runs, experiments=experiments)
 
 
 # -- events -----------------------------------------------------------------------------------------

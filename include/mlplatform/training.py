@@ -157,6 +157,18 @@ SKOPS_TRUSTED_TYPES = {
 assert set(SKOPS_TRUSTED_TYPES) == set(FAMILIES), "every model family declares its trusted types"
 
 
+# Each family's parameters are logged to MLflow under its short prefix (``hgb.learning_rate``, ``logreg.C``), so
+# that MLflow's compare views never put two families' parameters on one axis.
+FAMILY_PARAM_PREFIXES = {"hist_gradient_boosting": "hgb", "logistic_regression": "logreg"}
+assert set(FAMILY_PARAM_PREFIXES) == set(FAMILIES), "every model family has a parameter prefix"
+
+
+def logged_params(family: str, params: dict) -> dict:
+    """A family's parameters as they are logged to MLflow: ``{"family": ..., "<prefix>.<name>": value}``."""
+    prefix = FAMILY_PARAM_PREFIXES[family]
+    return {"family": family, **{f"{prefix}.{name}": value for name, value in params.items()}}
+
+
 def trusted_model_types() -> list[str]:
     """The allowlist of non-default types a platform model may hold, over all families."""
     return sorted({t for types in SKOPS_TRUSTED_TYPES.values() for t in types})
@@ -414,8 +426,8 @@ def _register(trained: TrainedChallenger, tags: dict, dataset_info: dict, decisi
     from mlplatform import registry
 
     cfg, holdout, best = trained.cfg, trained.holdout, trained.best
-    params = {"family": best.family, **best.params, "search_budget": trained.budget,
-              "candidates": len(trained.candidates), "train_rows": len(trained.train_rows),
+    params = {**logged_params(best.family, best.params), "search.budget": trained.budget,
+              "search.candidates": len(trained.candidates), "train_rows": len(trained.train_rows),
               "holdout_rows": len(holdout), "holdout_start": str(holdout[cfg.source.event_time].min()),
               "decision_threshold": cfg.thresholds.decision_threshold}
     return registry.log_training_run(

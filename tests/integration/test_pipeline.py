@@ -121,13 +121,20 @@ def test_first_training_searched_both_families_and_logged_everything(pipeline, l
     run = mlc.get_run(first.run_id)
     assert run.data.tags["trigger_reason"] == "initial" and run.data.tags["logical_date"] == "2013-02-01"
     assert run.data.tags["code_version"] and run.data.params["family"] in ("hist_gradient_boosting", "logistic_regression")
-    for metric in ("roc_auc", "log_loss", "brier", "precision", "recall"):
-        assert f"holdout_{metric}" in run.data.metrics
-    assert run.data.metrics["holdout_roc_auc"] > 0.55
+    for metric in ("auc", "log_loss", "brier", "precision", "recall"):
+        assert f"holdout.{metric}" in run.data.metrics
+    assert run.data.metrics["holdout.auc"] > 0.55 and "search.best_cv_auc" in run.data.metrics
     assert run.inputs.dataset_inputs, "the training set is logged as an MLflow input"
+    experiment = mlc.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "holdout.auc" in experiment.tags["mlflow.sharedViewState.trainings"]
     children = mlc.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {c.data.params["family"] for c in children} == {"hist_gradient_boosting", "logistic_regression"}
-    assert all("cv_roc_auc_mean" in c.data.metrics for c in children)
+    assert all("search.cv_auc" in c.data.metrics for c in children)
+    for child in children:  # each family's parameters under its own prefix only
+        prefix = {"hist_gradient_boosting": "hgb.", "logistic_regression": "logreg."}[child.data.params["family"]]
+        assert {name for name in child.data.params if name != "family"} and \
+            all(name.startswith(prefix) for name in child.data.params if name != "family")
     assert first.tags["gate_promote"] == "true" and "prior-rate baseline" in first.tags["gate_compared_with"]
 
 
@@ -272,6 +279,7 @@ def test_delayed_labels_give_a_performance_report_logged_to_mlflow(pipeline, loc
 
     mlc = client(settings().mlflow_tracking_uri)
     experiment = mlc.get_experiment_by_name(f"{MODEL}-monitoring")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = mlc.search_runs([experiment.experiment_id], f"tags.ds = '{DAYS[0]}'")
     assert run.data.tags["model_version"] == "1"
     assert run.data.metrics["realized_roc_auc"] == pytest.approx(performance["roc_auc"])

@@ -1,14 +1,17 @@
 """The "Model reports" page in a real Airflow api-server, opened in real headless Chromium.
 
-A model of its own (a copy of flight_delay under another name), a lake of its own with a few days of
-report files (one day missing and quarantined), versions with search candidates in the session's MLflow
-server, promotions through the promotion log (one with a hostile reason, then an alias moved by hand),
-and one real ingest run that fails on a contract breach in the labels. The browser logs in with the
-generated admin password and checks, as a user sees them: the three charts and the tables, the
-calibration series and its labels, a gap in a chart line, the quarantined and the failed day with
-their links, the MLflow links (against the real MLflow server and UI), and a report with its header
-bar and back link, directly and inside the Airflow UI's iframe. Screenshots go to the test's
-temporary directory.
+A model of its own (a copy of flight_delay under another name) and a lake of its own holding six weeks of
+real monitored days: the drift-triggered replay of Feb 1 - Mar 14 2013 recorded by
+``tests/integration/reports_page_replay.py``, written as the monitor writes them, with one day missing and
+quarantined. The session's MLflow server holds the replay's three trainings as versions with search
+candidates, in a training experiment made by the platform's own code; promotions go through the promotion
+log (one rollback with a hostile reason, then an alias moved by hand), and one real ingest run fails on a
+contract breach in the labels. The browser logs in with the generated admin password and checks, as a user
+sees them: the three charts and the tables, the calibration series and its labels, a gap in a chart line,
+the quarantined and the failed day with their links, JSON links saying so, the MLflow links (against the
+real MLflow server and UI), the training experiment opening in model-training mode on its holdout metrics,
+and a report with its header bar and back link, directly and inside the Airflow UI's iframe. Screenshots go
+to the test's temporary directory; ``reports_page_1280.png`` is the README's ``docs/reports_page.png``.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.unit.test_reports_page import HOSTILE_REASON, write_days, write_quarantine
+from tests.integration.reports_page_replay import load as load_replay
+from tests.unit.test_reports_page import HOSTILE_REASON, report_html, write_days, write_partition, write_quarantine
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "ui_reports_model"
 GAP_DAY = "2013-03-09"      # no output at all, and its features quarantined
 FAILED_DAY = "2013-03-16"   # a real ingest run whose labels breach their contract
+UNLABELLED_DAYS = 2         # the last days' outcomes are not in yet
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -65,45 +70,114 @@ def page_data(local_servers, tmp_path_factory):
     raw["labels"]["contract"]["rows"] = {"min": 100000, "max": 200000}  # every day's labels breach it
     (models_dir / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
     lake = Lake((root / "lake").as_uri())
-    days = write_days(lake, MODEL, count=14, retrained_on=11, missing=(8,))
-    assert days[8] == GAP_DAY
+    replay = load_replay()
+    versions = {t["cutoff_ds"]: str(number) for number, t in enumerate(replay["trainings"], start=1)}
+    days = _write_replayed_days(lake, replay, versions)
     write_quarantine(lake, MODEL, GAP_DAY)
 
     mlc = registry.client(settings().mlflow_tracking_uri)
-    versions = _register_versions(mlc, [("2013-02-01", "initial", "0.7400"), ("2013-03-11", "drift", "0.7500")])
-    _log_moves(lake, mlc)
+    registered = _register_versions(mlc, replay["trainings"])
+    _log_moves(lake, mlc, replay["trainings"])
     env = {"MLOPS_MODELS_DIR": str(models_dir), "MLOPS_LAKE_URI": lake.root_uri}
     _ingest_failing_day(env, FAILED_DAY)
-    return {**env, "days": days, "versions": versions, "lake": lake}
+    return {**env, "days": days, "versions": registered, "lake": lake, "scored_by": {
+        d["ds"]: versions[d["champion"]] for d in replay["days"]}}
 
 
-def _register_versions(mlc, versions: list[tuple[str, str, str]]) -> dict[str, dict]:
-    """Registry entries with their training (parent) runs and two search candidates (child runs) each."""
-    experiment_id = mlc.create_experiment(MODEL)
+def _write_replayed_days(lake, replay: dict, versions: dict[str, str]) -> list[str]:
+    """Each replayed day's files as the monitor writes them (``summary.json``; ``performance.json`` once its
+    labels are in, the next day), its reports and partitions; GAP_DAY has none. Returns the days written."""
+    from mlplatform.dates import shift
+
+    holdout_auc = {t["cutoff_ds"]: t["holdout_auc"] for t in replay["trainings"]}
+    written = []
+    for i, day in enumerate(replay["days"]):
+        ds, version = day["ds"], versions[day["champion"]]
+        if ds == GAP_DAY:
+            continue
+        columns = [{"column": name, "drifted": drifted, "effect_size": effect}
+                   for name, (drifted, effect) in day["columns"].items()]
+        summary = {"model": MODEL, "ds": ds, "model_version": version, "rows": day["rows"],
+                   "drift_share": day["drift_share"], "columns": columns,
+                   "observation": {"ds": ds, "rows": day["rows"], "columns": columns, "realized_auc": None,
+                                   "labelled_rows": 0},
+                   "decision": {"action": day["action"], "reason": day["reason"], "message": "",
+                                "effective_share": day["effective_share"],
+                                "validation_auc": holdout_auc[day["champion"]],
+                                "policy": {"share": replay["drift_share_threshold"]}}}
+        rdir = f"reports/{MODEL}/ds={ds}"
+        if i < len(replay["days"]) - UNLABELLED_DAYS:
+            metrics = {"roc_auc": day["roc_auc"], "log_loss": day["log_loss"], "brier": day["brier"],
+                       "late_rate": day["positive_rate"], "mean_score": day["mean_score"],
+                       "predicted_late_rate": day["predicted_late_rate"], "rows": day["labelled_rows"],
+                       "validation_auc": holdout_auc[day["champion"]]}
+            lake.write_json(f"{rdir}/performance.json", {"model": MODEL, "ds": ds, "model_version": version,
+                                                         "labels_known_at": shift(ds, 1), "metrics": metrics})
+            lake.write_bytes(f"{rdir}/performance_report.html", report_html(f"Performance report {MODEL} {ds}"))
+        lake.write_bytes(f"{rdir}/drift_report.html", report_html(f"Drift report {MODEL} {ds}"))
+        lake.write_json(f"{rdir}/evidently.json", {"metrics": []})
+        lake.write_json(f"{rdir}/summary.json", summary)
+        write_partition(lake, "datasets", MODEL, ds)
+        write_partition(lake, "predictions", MODEL, ds)
+        written.append(ds)
+    return written
+
+
+def _register_versions(mlc, trainings: list[dict]) -> dict[str, dict]:
+    """One registry version per training, with its training (parent) run in the training experiment the
+    platform makes, named and logged as ``registry.log_training_run`` does, and two search candidates (child
+    runs, one per family)."""
+    from mlplatform import registry
+    from mlplatform.training import logged_params
+
+    experiment_id = registry.training_experiment(MODEL).experiment_id
     mlc.create_registered_model(MODEL)
+    candidates = (("hist_gradient_boosting", {"learning_rate": 0.06, "max_iter": 200}), ("logistic_regression", {"C": 0.1}))
     found = {}
-    for cutoff, reason, auc in versions:
-        parent = mlc.create_run(experiment_id, run_name=f"train-{cutoff}")
-        children = [mlc.create_run(experiment_id, run_name=f"{rank:02d}-candidate",
-                                   tags={"mlflow.parentRunId": parent.info.run_id}).info.run_id for rank in (1, 2)]
+    for training in trainings:
+        cutoff = training["cutoff_ds"]
+        parent = mlc.create_run(experiment_id, run_name=f"train-{cutoff}",
+                                tags={"cutoff_ds": cutoff, "trigger_reason": training["reason"]})
+        _log(mlc, parent.info.run_id, {registry.HOLDOUT_METRICS["roc_auc"]: training["holdout_auc"]},
+             logged_params(*candidates[0]))
+        children = []
+        for rank, (family, params) in enumerate(candidates, start=1):
+            child = mlc.create_run(experiment_id, run_name=f"{rank:02d}-{family}",
+                                   tags={"mlflow.parentRunId": parent.info.run_id, "family": family})
+            _log(mlc, child.info.run_id, {registry.CV_AUC: training["holdout_auc"] - 0.01 * rank},
+                 logged_params(family, params))
+            children.append(child.info.run_id)
         version = mlc.create_model_version(MODEL, source=f"{parent.info.artifact_uri}/model", run_id=parent.info.run_id,
-                                           tags={"cutoff_ds": cutoff, "trigger_reason": reason, "holdout_auc": auc})
+                                           tags={"cutoff_ds": cutoff, "trigger_reason": training["reason"],
+                                                 "holdout_auc": f"{training['holdout_auc']:.6f}",
+                                                 "promotion_decision": training["gate_reason"]})
         found[str(version.version)] = {"run_id": parent.info.run_id, "children": children,
-                                       "experiment_id": experiment_id}
+                                       "experiment_id": experiment_id, "cutoff_ds": cutoff}
     return found
 
 
-def _log_moves(lake, mlc) -> None:
-    """Promote v1 and v2, roll back to v1 with a hostile reason, then a person moves the alias to v2 in
-    MLflow and a task records that as an external move."""
+def _log(mlc, run_id: str, metrics: dict, params: dict) -> None:
+    from mlflow.entities import Metric, Param
+
+    now = int(time.time() * 1000)
+    mlc.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                  params=[Param(k, str(v)) for k, v in params.items()])
+    mlc.set_terminated(run_id)
+
+
+def _log_moves(lake, mlc, trainings: list[dict]) -> None:
+    """Promote v1 and v2 as the replay's gate did, roll back to v1 with a hostile reason, then a person
+    moves the alias to v2 in MLflow and a task records that as an external move."""
     from mlplatform import promotion, registry
 
-    for version, cutoff, action, reason in (("1", "2013-02-01", "promote", "promote in test"),
-                                            ("2", "2013-03-11", "promote", "promote in test"),
-                                            ("1", None, "rollback", HOSTILE_REASON)):
+    for version, training in enumerate(trainings[:2], start=1):
         seen = promotion.snapshot(lake, mlc, MODEL)
-        evidence = {"cutoff_ds": cutoff, "challenger_auc": 0.75, "champion_auc": 0.74, "auc_gain": 0.01} if cutoff else {}
-        promotion.move_champion(lake, mlc, MODEL, version, seen, action, "test:reports_page", reason, evidence)
+        evidence = {"cutoff_ds": training["cutoff_ds"], "challenger_auc": training["holdout_auc"],
+                    "champion_auc": training["champion_holdout_auc"], "auc_gain": training["auc_gain"]}
+        promotion.move_champion(lake, mlc, MODEL, str(version), seen, "promote", f"airflow:{MODEL}__train/test",
+                                training["gate_reason"], evidence)
+    promotion.move_champion(lake, mlc, MODEL, "1", promotion.snapshot(lake, mlc, MODEL), "rollback",
+                            "test:reports_page", HOSTILE_REASON)
     registry.set_alias(mlc, MODEL, registry.CHAMPION, "2")
     head = promotion.log_head(lake, MODEL)
     lake.create_exclusive(f"promotions/{MODEL}/{head + 1:08d}.json", json.dumps({
@@ -208,14 +282,25 @@ def _charts_drawn(driver) -> list:
     return driver.find_elements(By.CSS_SELECTOR, "div.chart")
 
 
-def _full_page_screenshot(driver, path: Path) -> None:
-    """The whole page: the window is grown to the document's height (plus the window's own frame)."""
+def _full_page_screenshot(driver, path: Path, width: int = 1440) -> None:
+    """The whole page at ``width``: the window is grown to the document's height (plus the window's frame),
+    once plotly has redrawn the charts for the new width."""
+    driver.set_window_size(width, 1000)
+    WebDriverWait(driver, SLOW).until(_charts_fit)
     height, frame = driver.execute_script(
         "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]")
-    driver.set_window_size(1440, min(max(height + frame, 1000), 5000))
+    driver.set_window_size(width, min(max(height + frame, 1000), 5000))
+    WebDriverWait(driver, SLOW).until(_charts_fit)
     driver.save_screenshot(str(path))
     driver.set_window_size(1440, 1000)
     assert path.stat().st_size > 10_000
+
+
+def _charts_fit(driver) -> bool:
+    return driver.execute_script("""return [...document.querySelectorAll("div.chart")].every(chart => {
+        const plot = chart.querySelector("svg.main-svg");
+        return !plot || Math.abs(plot.getBoundingClientRect().width - chart.getBoundingClientRect().width) <= 3;
+    });""")
 
 
 def _csp_violations(driver) -> list[str]:
@@ -256,8 +341,11 @@ def test_the_page_draws_its_charts_and_tables_despite_a_hostile_reason(api_serve
     assert "external_move" in log_table and "rollback" in log_table
     assert browser.find_element(By.CSS_SELECTOR, f"section[data-model={MODEL}] .champion").get_attribute(
         "data-champion") == "2"  # moved by hand after the rollback
+    json_links = browser.find_elements(By.CSS_SELECTOR, f"section[data-model={MODEL}] a[href$='.json']")
+    assert len(json_links) > 40 and all("(JSON)" in a.get_attribute("textContent") for a in json_links)
     assert _csp_violations(browser) == []
     _full_page_screenshot(browser, tmp_path / "model_reports.png")
+    _full_page_screenshot(browser, tmp_path / "reports_page_1280.png", width=1280)  # the README's screenshot
 
 
 def test_calibration_series_are_present_and_labelled(api_server, browser, tmp_path):
@@ -330,10 +418,13 @@ def _mlflow_api(tracking_uri: str, path: str, **query) -> dict:
 
 
 def _check_mlflow_route(tracking_uri: str, href: str) -> str:
-    """The link answers 200 and names entities the MLflow server has; returns the route's kind."""
+    """The link answers 200, opens the UI in model-training mode and names entities the MLflow server has;
+    returns the route's kind."""
     with urllib.request.urlopen(href, timeout=60) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
-    route = urllib.parse.unquote(href.split("#", 1)[1])
+    route, _, query_text = href.split("#", 1)[1].partition("?")
+    query = {key: values[0] for key, values in urllib.parse.parse_qs(query_text).items()}
+    assert query.pop("workflowType") == "machine_learning", href
     if match := re.fullmatch(r"/models/([^/]+)/versions/(\d+)", route):
         _mlflow_api(tracking_uri, "model-versions/get", name=match[1], version=match[2])
         return "version"
@@ -341,14 +432,23 @@ def _check_mlflow_route(tracking_uri: str, href: str) -> str:
         run = _mlflow_api(tracking_uri, "runs/get", run_id=match[2])["run"]
         assert match[1] in (None, run["info"]["experiment_id"])
         return "run"
-    if match := re.fullmatch(r"/compare-runs\?runs=(.+)&experiments=(.+)", route):
-        for run_id in json.loads(match[1]):
+    if match := re.fullmatch(r"/experiments/(\d+)/runs", route):
+        tags = _experiment_tags(tracking_uri, match[1])
+        assert f"mlflow.sharedViewState.{query.pop('viewStateShareKey')}" in tags
+        return "trainings"
+    if route == "/compare-runs":
+        for run_id in json.loads(query.pop("runs")):
             assert _mlflow_api(tracking_uri, "runs/get", run_id=run_id)["run"]["data"]["tags"]
-        for experiment_id in json.loads(match[2]):
+        for experiment_id in json.loads(query.pop("experiments")):
             _mlflow_api(tracking_uri, "experiments/get", experiment_id=experiment_id)
         return "compare"
-    assert route == "/models", route
+    assert route == "/models" and not query, route
     return "models"
+
+
+def _experiment_tags(tracking_uri: str, experiment_id: str) -> dict[str, str]:
+    experiment = _mlflow_api(tracking_uri, "experiments/get", experiment_id=experiment_id)["experiment"]
+    return {tag["key"]: tag["value"] for tag in experiment.get("tags", [])}
 
 
 def test_mlflow_links_resolve_against_the_real_mlflow_server(api_server, page_data, local_servers, browser, tmp_path):
@@ -358,24 +458,59 @@ def test_mlflow_links_resolve_against_the_real_mlflow_server(api_server, page_da
     header_link = browser.find_element(By.CSS_SELECTOR, "a.mlflow-home").get_attribute("href")
     links = _mlflow_links(browser)
     kinds = [_check_mlflow_route(tracking_uri, href) for href in [header_link, *links]]
-    assert {"models", "version", "run", "compare"} <= set(kinds)
+    assert {"models", "version", "run", "compare", "trainings"} <= set(kinds)
     v2 = page_data["versions"]["2"]
     compare = next(href for href in links if "compare-runs" in href)
     assert sorted(json.loads(re.search(r"runs=([^&]+)", urllib.parse.unquote(compare))[1])) == sorted(v2["children"])
 
     # The MLflow UI itself shows what each kind of link names.
-    for name, href, expected in (("mlflow_version", f"{tracking_uri}/#/models/{MODEL}/versions/2", "Version 2"),
-                                 ("mlflow_run", next(h for h in links if "/runs/" in h), "train-2013-03-11"),
-                                 ("mlflow_compare", compare, "01-candidate")):
+    for name, href, expected in (("mlflow_version", next(h for h in links if "/versions/2?" in h), "Version 2"),
+                                 ("mlflow_run", next(h for h in links if "/runs/" in h), "train-2013-03-01"),
+                                 ("mlflow_compare", compare, "02-logistic_regression")):
         browser.get(href)
         WebDriverWait(browser, SLOW).until(lambda d: expected in d.find_element(By.TAG_NAME, "body").text)
         browser.save_screenshot(str(tmp_path / f"{name}.png"))
 
 
+def test_the_training_experiment_opens_in_model_training_mode(api_server, page_data, local_servers, browser,
+                                                              tmp_path):
+    """Tagged for model training; its link opens the runs (not traces) with the holdout metrics as columns."""
+    base, password = api_server
+    tracking_uri = local_servers["MLFLOW_TRACKING_URI"]
+    experiment_id = page_data["versions"]["1"]["experiment_id"]
+    tags = _experiment_tags(tracking_uri, experiment_id)
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    _log_in(browser, base, password, "/model-reports/")
+    trainings = browser.find_element(By.CSS_SELECTOR, f"section[data-model={MODEL}] a.mlflow-trainings")
+    assert trainings.text == "all trainings in MLflow"
+    browser.get(trainings.get_attribute("href"))
+    wait = WebDriverWait(browser, SLOW)
+    wait.until(lambda d: "metrics.`holdout.auc`" in _runs_table_columns(d))
+    assert f"/experiments/{experiment_id}/runs" in browser.current_url  # not sent on to traces or the overview
+    assert "workflowType=machine_learning" in browser.current_url
+    columns = _runs_table_columns(browser)  # those in view, left to right
+    shown = [name for name in columns.values() if name]
+    assert shown[:3] == ["Run Name", "Created", "holdout.auc"] and "family" in shown, columns  # metrics first
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Trainings: holdout metrics" in body and "Model registry" in body  # the view, and the training nav
+    assert "Observability" not in body and "Token Usage" not in body  # nothing of the GenAI mode
+    wait.until(lambda d: all(cutoff in d.find_element(By.TAG_NAME, "body").text
+                             for cutoff in ("train-2013-02-01", "train-2013-03-01", "train-2013-03-11")))
+    browser.save_screenshot(str(tmp_path / "mlflow_trainings.png"))
+
+
+def _runs_table_columns(driver) -> dict[str, str]:
+    """Column id -> header text of the MLflow runs table's columns in view, left to right."""
+    cells = driver.find_elements(By.CSS_SELECTOR, ".ag-header-cell[col-id]")
+    cells.sort(key=lambda cell: cell.location["x"])
+    return {cell.get_attribute("col-id"): cell.text for cell in cells}
+
+
 def test_a_report_shows_its_header_and_goes_back(api_server, page_data, browser, tmp_path):
     base, password = api_server
     _log_in(browser, base, password, "/model-reports/")
-    ds = page_data["days"][12]  # scored by v2
+    ds = "2013-03-12"
+    assert page_data["scored_by"][ds] == "2"
     _click(browser, _row(browser, ds).find_element(By.CSS_SELECTOR, "a.report-link[href$='drift_report.html']"))
     WebDriverWait(browser, SLOW).until(lambda d: d.current_url.endswith(f"/model-reports/{MODEL}/{ds}/drift_report.html"))
     assert browser.title == f"Drift report · {MODEL} · {ds}"
@@ -404,6 +539,7 @@ def test_model_reports_in_the_airflow_ui(api_server, page_data, browser, tmp_pat
         WebDriverWait(browser, SLOW).until(lambda d: d.execute_script("return document.title") == "Model reports")
         assert len(_charts_drawn(browser)) == 3
         ds = page_data["days"][0]
+        assert page_data["scored_by"][ds] == "1"
         _click(browser, _row(browser, ds).find_element(By.CSS_SELECTOR, "a.report-link[href$='performance_report.html']"))
         WebDriverWait(browser, SLOW).until(
             lambda d: d.execute_script("return document.title") == f"Performance report · {MODEL} · {ds}")

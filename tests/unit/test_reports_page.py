@@ -390,24 +390,30 @@ def test_a_day_scored_by_a_version_the_log_never_made_champion_is_marked(lake):
     assert "not in log" in row and "not in log" not in re.search(r'<tr data-ds="2013-03-13".*?</tr>', html, re.S).group(0)
 
 
-def test_mlflow_links_use_the_mlflow_3_ui_routes():
+def test_mlflow_links_use_the_mlflow_3_ui_routes_in_model_training_mode():
     links = reports_page.MlflowLinks.for_ui("http://mlflow:5000/")
-    assert links.models() == "http://mlflow:5000/#/models"
-    assert links.version("flight_delay", "3") == "http://mlflow:5000/#/models/flight_delay/versions/3"
-    assert links.run("abc", "7") == "http://mlflow:5000/#/experiments/7/runs/abc"
-    assert links.run("abc") == "http://mlflow:5000/#/runs/abc"
+    ml = "workflowType=machine_learning"
+    assert links.models() == f"http://mlflow:5000/#/models?{ml}"
+    assert links.version("flight_delay", "3") == f"http://mlflow:5000/#/models/flight_delay/versions/3?{ml}"
+    assert links.run("abc", "7") == f"http://mlflow:5000/#/experiments/7/runs/abc?{ml}"
+    assert links.run("abc") == f"http://mlflow:5000/#/runs/abc?{ml}"
+    assert links.trainings("7") == f"http://mlflow:5000/#/experiments/7/runs?viewStateShareKey=trainings&{ml}"
     assert links.compare(["a", "b"], "7") == ("http://mlflow:5000/#/compare-runs?runs=%5B%22a%22%2C%22b%22%5D"
-                                               "&experiments=%5B%227%22%5D")
+                                               f"&experiments=%5B%227%22%5D&{ml}")
+    assert links.trainings(None) is None and links.compare(["a"], None) is None
     assert reports_page.MlflowLinks.for_ui("file:///mlruns").version("m", "1") is None
 
 
 def test_versions_runs_searches_and_the_mlflow_address_are_links(lake):
-    html = render(reports_with(lake, reports_page.RegistryState(champion="1", versions=VERSIONS)),
-                  mlflow_ui="http://mlflow.example:5000")
-    assert '<a class="mlflow-home" href="http://mlflow.example:5000/#/models"' in html
-    assert 'href="http://mlflow.example:5000/#/models/flight_delay/versions/2"' in html
-    assert 'href="http://mlflow.example:5000/#/experiments/7/runs/run1"' in html
-    assert 'href="http://mlflow.example:5000/#/runs/run2"' in html
+    state = reports_page.RegistryState(champion="1", versions=VERSIONS, experiment_id="7")
+    html = render(reports_with(lake, state), mlflow_ui="http://mlflow.example:5000")
+    ml = "workflowType=machine_learning"
+    assert f'<a class="mlflow-home" href="http://mlflow.example:5000/#/models?{ml}"' in html
+    assert f'href="http://mlflow.example:5000/#/models/flight_delay/versions/2?{ml}"' in html
+    assert f'href="http://mlflow.example:5000/#/experiments/7/runs/run1?{ml}"' in html
+    assert f'href="http://mlflow.example:5000/#/runs/run2?{ml}"' in html
+    assert (f'<a class="mlflow-trainings" href="http://mlflow.example:5000/#/experiments/7/runs?'
+            f'viewStateShareKey=trainings&amp;{ml}"') in html
     champion = re.search(r'<div class="champion".*?</div>\s*</div>', html, re.S).group(0)
     assert "compare 2 candidates" in champion and "compare-runs?runs=%5B%22c1%22%2C%22c2%22%5D" in champion
 

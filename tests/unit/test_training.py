@@ -80,3 +80,39 @@ def test_day_range_includes_both_ends_across_a_month():
     assert day_range("2013-02-27", "2013-03-02") == ["2013-02-27", "2013-02-28", "2013-03-01", "2013-03-02"]
     assert day_range("2013-03-02", "2013-03-02") == ["2013-03-02"]
     assert days_between("2013-01-01", "2013-12-31") == 364
+
+
+def test_each_family_logs_its_parameters_under_its_own_prefix():
+    from mlplatform.training import FAMILIES, FAMILY_PARAM_PREFIXES, logged_params
+
+    assert logged_params("logistic_regression", {"C": 0.1}) == {"family": "logistic_regression", "logreg.C": 0.1}
+    assert logged_params("hist_gradient_boosting", {"learning_rate": 0.05}) == {
+        "family": "hist_gradient_boosting", "hgb.learning_rate": 0.05}
+    assert len(set(FAMILY_PARAM_PREFIXES.values())) == len(FAMILIES)
+    logged = {family: set(logged_params(family, space)) - {"family"}
+              for family, space in CFG.training.search.families.items()}
+    assert len(logged) == 2 and not set.intersection(*logged.values())  # no parameter axis shared by two families
+
+
+def test_holdout_metrics_have_short_names_that_sort_first(tmp_path):
+    from mlplatform.registry import BEST_CV_AUC, CV_AUC, HOLDOUT_METRICS
+
+    frame = assemble_training_set(_lake_with_history(tmp_path), CFG, "2013-01-12").frame
+    train, holdout = time_split(frame, "SCHED_DEPARTURE", 3)
+    metrics = evaluate(fit(train, CFG), holdout, CFG)
+    assert set(HOLDOUT_METRICS) == set(metrics)  # every holdout metric has its logged name
+    logged = sorted([*HOLDOUT_METRICS.values(), BEST_CV_AUC, CV_AUC, f"{CV_AUC}_fold_0"])
+    assert logged[0] == "holdout.auc" and logged[:len(HOLDOUT_METRICS)] == sorted(HOLDOUT_METRICS.values())
+
+
+def test_the_trainings_view_is_the_envelope_the_mlflow_ui_reads():
+    import json
+
+    from mlplatform.registry import TRAININGS_VIEW_COLUMNS, trainings_view
+
+    envelope = json.loads(trainings_view(1700000000000))
+    assert envelope["name"] and envelope["createdAt"] == envelope["updatedAt"] == 1700000000000
+    state = json.loads(envelope["state"])  # the UI parses the state string again
+    assert state["selectedColumns"] == list(TRAININGS_VIEW_COLUMNS)
+    assert state["selectedColumns"][0] == state["columnOrder"][1] == "metrics.`holdout.auc`"
+    assert set(state["columnWidths"]) <= set(state["columnOrder"])
