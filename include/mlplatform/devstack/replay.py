@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import requests
+
 from mlplatform.dates import checked_ds, day_range, shift
 from mlplatform.devstack.airflow_api import FINISHED, AirflowApi
 
@@ -45,6 +47,7 @@ SUCCESS, FAILED = "success", "failed"
 POLL_S = 10
 HEARTBEAT_S = 60  # a progress line at least this often, even when no day finished
 IDLE_GRACE_S = 60  # Airflow idle this long with days still pending: their chains will not finish by themselves
+MAX_SERVER_ERRORS = 30  # polls in a row that Airflow answers with a server error before the driver gives up
 
 
 @dataclass(frozen=True)
@@ -350,18 +353,29 @@ def _api_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def read_day_outcomes(api: AirflowApi, model: str, days: list[str], since: datetime) -> dict[str, str]:
+    return day_outcomes(days, api.runs(f"{model}__ingest", **_logical_dates(days[0], days[-1])),
+                        api.asset_events(f"{model}__ingest", timestamp_gte=_api_time(since)),
+                        api.asset_events(f"{model}__score", timestamp_gte=_api_time(since)))
+
+
 def wait_for_days(api: AirflowApi, model: str, days: list[str], since: datetime, label: str,
                   tag: str) -> dict[str, str]:
     """Poll Airflow until every day's chain has finished, printing progress whenever a day finishes (and at least
     every HEARTBEAT_S). ``since``: when the phase started; older asset events belong to earlier runs. If Airflow
     stays idle while days are pending, say which and stop waiting."""
-    last_done, last_print, idle_since = -1, 0.0, None
+    last_done, last_print, idle_since, server_errors = -1, 0.0, None, 0
     while True:
-        outcomes = day_outcomes(
-            days, api.runs(f"{model}__ingest", logical_date_gte=f"{days[0]}T00:00:00Z",
-                           logical_date_lte=f"{days[-1]}T00:00:00Z"),
-            api.asset_events(f"{model}__ingest", timestamp_gte=_api_time(since)),
-            api.asset_events(f"{model}__score", timestamp_gte=_api_time(since)))
+        try:
+            outcomes = read_day_outcomes(api, model, days, since)
+            server_errors = 0
+        except requests.HTTPError as exc:  # the asset events endpoint's 500 (see AirflowApi.asset_events)
+            server_errors += 1
+            if exc.response is None or exc.response.status_code < 500 or server_errors > MAX_SERVER_ERRORS:
+                raise
+            print(f"[{tag}] {label}: Airflow did not answer ({exc}); asking again in {POLL_S}s", flush=True)
+            time.sleep(POLL_S)
+            continue
         now = time.monotonic()
         progress = Progress.of(outcomes, (datetime.now(timezone.utc) - since).total_seconds())
         if progress.done != last_done or now - last_print >= HEARTBEAT_S:
@@ -380,20 +394,31 @@ def wait_for_days(api: AirflowApi, model: str, days: list[str], since: datetime,
 
 def run_days(api: AirflowApi, model: str, first: str, last: str, label: str, tag: str) -> list[str]:
     """Backfill ingest over the days from ``first`` to ``last`` that have no successful run yet (a day whose run
-    failed runs again) and wait for their chains; returns the days run. A day with a successful run is left
-    alone, and no backfill is created if every day has one: one that creates no run blocks the next for minutes."""
+    failed runs again) and wait for their chains, and for those of days whose ingest run is still in flight
+    (from an interrupted replay); returns the days waited for. A day with a successful run is left alone, and no
+    backfill is created if none would create a run: such a backfill blocks the next one for two minutes."""
     since = datetime.now(timezone.utc)
-    days = api.backfill_days(f"{model}__ingest", first, last)
-    total = len(day_range(first, last))
-    if not days:
-        print(f"[{tag}] {label}: all {total} days already have a successful ingest run; nothing to run", flush=True)
-    elif len(days) < total:
-        print(f"[{tag}] {label}: {total - len(days)} of {total} days already have a successful ingest run; "
-              f"running the other {len(days)}", flush=True)
-    if days:
+    in_flight = {r["logical_date"][:10]: r for r in api.runs(f"{model}__ingest", **_logical_dates(first, last))
+                 if r["state"] not in FINISHED}
+    to_run = api.backfill_days(f"{model}__ingest", first, last)
+    days, total = sorted(set(to_run) | set(in_flight)), len(day_range(first, last))
+    if len(days) < total:
+        print(f"[{tag}] {label}: {total - len(days)} of {total} days already have a successful ingest run"
+              + (f"; running the other {len(days)}" if days else ""), flush=True)
+    if in_flight:
+        print(f"[{tag}] {label}: {len(in_flight)} days have ingest runs in flight from before; waiting for them too",
+              flush=True)
+        since = min([since, *(datetime.fromisoformat(r["queued_at"].replace("Z", "+00:00"))
+                              for r in in_flight.values() if r.get("queued_at"))])
+    if to_run:
         api.backfill(f"{model}__ingest", first, last)
+    if days:
         wait_for_days(api, model, days, since, label, tag)
     return days
+
+
+def _logical_dates(first: str, last: str) -> dict[str, str]:
+    return {"logical_date_gte": f"{first}T00:00:00Z", "logical_date_lte": f"{last}T00:00:00Z"}
 
 
 def replay_model(api: AirflowApi, model: str, window: Window, tag: str) -> ModelReplay:
