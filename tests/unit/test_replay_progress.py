@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from mlplatform.devstack.replay import (FAILED, SUCCESS, ModelReplay, Progress, ReplayRun, Window,
+from mlplatform.devstack.replay import (FAILED, SUCCESS, ModelReplay, Progress, ReplayRun, Window, chains_line,
                                         champion_moves_line, day_outcomes, duration_text, header_line, parse_args,
                                         progress_line, retraining_line, throughput_lines)
 
@@ -137,6 +137,17 @@ def test_bad_arguments_fail_with_a_message_naming_the_fix(capsys):
             parse_args(argv, ["flight_delay"])
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_summary_names_the_replayed_days_whose_chain_failed_or_never_finished():
+    outcomes = {"2013-02-01": SUCCESS, "2013-02-02": FAILED, "2013-02-03": SUCCESS, "2013-02-04": "monitor",
+                "2013-02-05": "score"}
+    assert chains_line(outcomes) == ("  replayed days: 3 of 5 done, 1 of them failed (2013-02-02); not done: "
+                                     "2013-02-04 (waiting for monitor), 2013-02-05 (waiting for score)")
+    assert chains_line({ds: SUCCESS for ds in ("2013-02-01", "2013-02-02")}) == "  replayed days: 2 of 2 done"
+    many = {f"2013-03-{i:02d}": "monitor" for i in range(1, 13)}
+    assert chains_line(many, listed=2) == ("  replayed days: 0 of 12 done; not done: 2013-03-01 (waiting for monitor), "
+                                           "2013-03-02 (waiting for monitor) and 10 more")
 
 
 def train_run(run_id: str, run_type: str, state: str) -> dict:

@@ -202,6 +202,21 @@ def duration_text(seconds: float) -> str:
 
 
 # -- summary --------------------------------------------------------------------------------------------------
+def chains_line(outcomes: dict[str, str], listed: int = 10) -> str:
+    """How far the replay window's days got, read again once Airflow is idle: a day still waiting for a stage
+    then will not get there by itself (an asset event that created no run, say)."""
+    failed = [ds for ds, outcome in outcomes.items() if outcome == FAILED]
+    waiting = [f"{ds} (waiting for {outcome})" for ds, outcome in outcomes.items() if outcome in CHAIN]
+    line = f"  replayed days: {len(outcomes) - len(waiting)} of {len(outcomes)} done"
+    if failed:
+        line += f", {len(failed)} of them failed ({_listed(failed, listed)})"
+    return line + (f"; not done: {_listed(waiting, listed)}" if waiting else "")
+
+
+def _listed(items: list[str], most: int) -> str:
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
 def retraining_line(train_runs: list[dict], train_task_instances: list[dict], requests: list[dict]) -> str:
     """The train runs the monitor's retrain requests created (``run_type`` asset_triggered) by outcome, and the
     requests (the retrain_request asset events of the monitor DAG) by reason."""
@@ -274,9 +289,9 @@ def header_line(run: ReplayRun) -> str:
             f"model{'s' if len(run.models) > 1 else ''} {models} ==")
 
 
-def model_summary(api: AirflowApi, model: str, started_at: datetime) -> list[str]:
-    """Each DAG's runs of this replay by outcome, the retrainings, the champion moves, the model versions, the
-    drift alerts and where the newest report is."""
+def model_summary(api: AirflowApi, model: str, started_at: datetime, window: Window) -> list[str]:
+    """Each DAG's runs of this replay by outcome, how far each replayed day got, the retrainings, the champion
+    moves, the model versions, the drift alerts and where the newest report is."""
     from mlplatform import promotion
     from mlplatform.lake import default_lake
 
@@ -289,6 +304,7 @@ def model_summary(api: AirflowApi, model: str, started_at: datetime) -> list[str
         lines.append(runs_line(stage, run_outcomes(runs, tis, DECISIVE_TASKS[stage])))
         if stage == "train":
             train = (runs, tis)
+    lines.append(chains_line(read_day_outcomes(api, model, window.replay_days(), since=None)))
     lines.append(retraining_line(*train, api.asset_events(f"{model}__monitor", timestamp_gte=since)))
     lake = default_lake()
     lines.append(champion_moves_line([e for e in promotion.entries(lake, model)
@@ -340,7 +356,7 @@ def report_lines(lake, model: str) -> list[str]:
 def summary(api: AirflowApi, run: ReplayRun) -> str:
     lines = [header_line(run), *throughput_lines(run)]
     for model in run.models:
-        lines += model_summary(api, model, run.started_at)
+        lines += model_summary(api, model, run.started_at, run.window)
     return "\n".join(lines)
 
 
@@ -353,10 +369,12 @@ def _api_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def read_day_outcomes(api: AirflowApi, model: str, days: list[str], since: datetime) -> dict[str, str]:
+def read_day_outcomes(api: AirflowApi, model: str, days: list[str], since: datetime | None) -> dict[str, str]:
+    """``day_outcomes`` from Airflow; ``since``: read only the asset events published since then (None: all)."""
+    published = {"timestamp_gte": _api_time(since)} if since else {}
     return day_outcomes(days, api.runs(f"{model}__ingest", **_logical_dates(days[0], days[-1])),
-                        api.asset_events(f"{model}__ingest", timestamp_gte=_api_time(since)),
-                        api.asset_events(f"{model}__score", timestamp_gte=_api_time(since)))
+                        api.asset_events(f"{model}__ingest", **published),
+                        api.asset_events(f"{model}__score", **published))
 
 
 def wait_for_days(api: AirflowApi, model: str, days: list[str], since: datetime, label: str,
