@@ -12,7 +12,7 @@ STACK := $(BIN)/python -m mlplatform.devstack.stack
 # Runs a command with the embedded stack's environment plus the platform's settings from .env.
 WITH_ENV := $(BIN)/python -m mlplatform.devstack.localenv
 
-.PHONY: venv system-deps up down status demo test test-fast check-config lock clean lineage evaluate-ct up-distributed down-distributed reports-ui
+.PHONY: venv system-deps up down status demo replay test test-fast check-config lock clean lineage evaluate-ct up-distributed down-distributed reports-ui
 
 venv: $(STAMP)
 
@@ -45,6 +45,16 @@ status: venv
 demo: venv
 	$(STACK) up
 	$(WITH_ENV) $(BIN)/python -m mlplatform.devstack.demo
+
+# Any window through the running stack, e.g. `make replay FROM=2013-02-01 TO=2013-02-28`: history ingest from
+# HISTORY_FROM to the day before FROM, the first training, then FROM..TO day by day (ingest -> score -> monitor, and
+# the retrainings the drift policy asks for), with progress and a summary. MODEL: one model or several, comma-separated.
+MODEL ?= flight_delay
+HISTORY_FROM ?= 2013-01-01
+replay: venv
+	$(STACK) up
+	$(WITH_ENV) $(BIN)/python -m mlplatform.devstack.replay --from '$(FROM)' --to '$(TO)' --model '$(MODEL)' \
+		--history-from '$(HISTORY_FROM)'
 
 # Debian packages the tests drive: Chromium for the reports page, docker-compose to validate the compose file,
 # psql to run the compose file's database init script against the machine's PostgreSQL.

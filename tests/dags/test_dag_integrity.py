@@ -105,9 +105,9 @@ def test_no_heavy_imports_and_fast_parse():
     print(f"parsing all DAG files took {elapsed:.2f}s")  # reported, not asserted: timing belongs in bench/
 
 
-def test_the_demo_counts_runs_by_tasks_that_exist(dagbag):
-    """The demo's summary judges each stage's runs by one task (skipped: the run did nothing): it must be real."""
-    from mlplatform.devstack.demo import DECISIVE_TASKS
+def test_the_replay_summary_counts_runs_by_tasks_that_exist(dagbag):
+    """The replay summary judges each stage's runs by one task (skipped: the run did nothing): it must be real."""
+    from mlplatform.devstack.replay import DECISIVE_TASKS
 
     for stage, task_id in DECISIVE_TASKS.items():
         assert dagbag.dags[f"flight_delay__{stage}"].has_task(task_id), (stage, task_id)

@@ -1,11 +1,12 @@
-"""The demo's summary tells the truth: a run whose decisive task skipped is counted as skipped, although Airflow
-marks the run a success, and the newest report is named by its lake path and its URL on the reports page."""
+"""The replay's summary, which the demo prints too, tells the truth: a run whose decisive task skipped is counted
+as skipped, although Airflow marks the run a success, and the newest report is named by its lake path and its URL on
+the reports page."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from mlplatform.devstack.demo import DECISIVE_TASKS, report_lines, run_outcomes, runs_line
+from mlplatform.devstack.replay import DECISIVE_TASKS, report_lines, run_outcomes, runs_line
 from mlplatform.lake import Lake
 
 
