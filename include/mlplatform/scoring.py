@@ -77,8 +77,12 @@ def _feature_columns(cfg: ModelConfig) -> list[str]:
 # -- the score DAG's job ------------------------------------------------------------------------------
 def score(model: str, ds: str) -> dict | None:
     """Score the day's partition, chunk by chunk, with the version the champion alias points at now (a move
-    the promotion log does not know is logged first)."""
+    the promotion log does not know is logged first). None when there is no champion: with no champion in
+    the log nor on the alias, that is known before mlflow, sklearn or the warehouse driver is imported."""
     cfg, ds, lake = model_config(model), checked_ds(ds), default_lake()
+    if promotion.champion_absent(lake, settings().mlflow_tracking_uri, cfg.name):
+        log.warning("%s has no champion yet; nothing to score for %s", model, ds)
+        return None
     mlc = registry.client(settings().mlflow_tracking_uri)
     seen = promotion.reconcile(lake, mlc, cfg.name, f"score of {cfg.name} {ds}")
     if seen.champion is None:
