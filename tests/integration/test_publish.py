@@ -96,13 +96,15 @@ def test_readers_see_the_old_day_until_the_new_one_is_committed(local_servers, w
 
 
 def test_a_load_failing_after_the_delete_leaves_the_previous_rows(local_servers, warehouse):
+    from snowflake.connector.errors import ProgrammingError
+
     ds = "2014-01-03"
     good = predictions_frame("1")
     publish(committed(ds, good))
     bad = predictions_frame("2").astype({"predicted_label": str})
     bad.loc[ROWS - 1, "predicted_label"] = "not a label"  # the last row cannot be cast: COPY INTO fails late
 
-    with pytest.raises(Exception, match="not a label"):
+    with pytest.raises(ProgrammingError, match="not a label"):
         publish(committed(ds, bad))
     assert_one_copy_of(warehouse, ds, good)
     assert publish(committed(ds, good)) == ROWS, "the warehouse takes the next load of the day"

@@ -44,7 +44,7 @@ def models_dir(tmp_path_factory):
 
 def test_a_score_run_without_a_champion_skips_before_any_heavy_import(local_servers, models_dir):
     env = {**os.environ, "MLOPS_MODELS_DIR": str(models_dir),
-           "PYTHONPATH": os.pathsep.join([str(REPO / "include"), str(REPO), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "include"), str(REPO), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", SCORE_RUN], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
