@@ -52,6 +52,9 @@ class Settings:
     models_dir: Path
     mlflow_tracking_uri: str
     warehouse_conn_id: str
+    # An external stage whose URL is the lake root (e.g. FLIGHTS.ML.LAKE on s3://bucket/prefix/): the warehouse
+    # bulk-loads committed partitions straight from the lake. None: loads PUT the files to a temporary stage.
+    warehouse_lake_stage: str | None
     slack_conn_id: str
     outbox_path: Path
     airflow_url: str
@@ -65,6 +68,7 @@ class Settings:
             models_dir=Path(os.environ.get("MLOPS_MODELS_DIR", REPO_ROOT / "include" / "models")),
             mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
             warehouse_conn_id=os.environ.get("MLOPS_WAREHOUSE_CONN_ID", "warehouse"),
+            warehouse_lake_stage=os.environ.get("MLOPS_WAREHOUSE_LAKE_STAGE") or None,
             slack_conn_id=os.environ.get("MLOPS_SLACK_CONN_ID", "slack_alerts"),
             outbox_path=Path(os.environ.get("MLOPS_OUTBOX", data_dir / "outbox" / "slack.jsonl")),
             airflow_url=os.environ.get("MLOPS_AIRFLOW_URL", "http://127.0.0.1:8080"),

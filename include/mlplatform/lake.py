@@ -23,8 +23,10 @@ import json
 import logging
 import os
 import re
+import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -385,12 +387,8 @@ class Lake:
         import pyarrow.parquet as pq
 
         pdir = self.partition_dir(part.area, part.name, part.ds)
-        expected = _expected_hashes(pdir, part.manifest["files"], part.content_hash, part.manifest.get("file_hashes"))
-        for f, digest in expected.items():
-            if self._sha256(f"{pdir}/{f}") != digest:
-                raise ValueError(f"{pdir}/{f} does not match its recorded content hash {digest[:16]}")
         yielded = False
-        for f in expected:
+        for f in self.verified_files(part):
             with self.fs.open(self._path(pdir, f), "rb") as fh:
                 pfile = pq.ParquetFile(fh)
                 for batch in pfile.iter_batches(batch_size=batch_rows, columns=columns):
@@ -400,9 +398,34 @@ class Lake:
             schema = pfile.schema_arrow.empty_table().select(columns or pfile.schema_arrow.names).schema
             yield pa.RecordBatch.from_pylist([], schema=schema)
 
-    def _sha256(self, relpath: str) -> str:
-        with self.fs.open(self._path(relpath), "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
+    def verified_files(self, part: Partition) -> list[str]:
+        """The data files a committed partition's manifest lists, once each hashes to what it records (one
+        streaming pass per file); raises ValueError for a file that does not."""
+        pdir = self.partition_dir(part.area, part.name, part.ds)
+        expected = _partition_hashes(part, pdir)
+        for f, digest in expected.items():
+            with self.fs.open(self._path(pdir, f), "rb") as fh:
+                _check_hash(fh, digest, f"{pdir}/{f}")
+        return list(expected)
+
+    @contextmanager
+    def local_data_files(self, part: Partition) -> "Iterator[list[str]]":
+        """Local paths of a committed partition's data files, each checked against its recorded hash, for a
+        tool that reads local files (the warehouse's PUT). On local disk they are the files themselves;
+        otherwise copies in a temporary directory removed on exit, and the copies are what is checked."""
+        pdir = self.partition_dir(part.area, part.name, part.ds)
+        if _is_local(self.fs):
+            yield [self._path(pdir, f) for f in self.verified_files(part)]
+            return
+        with tempfile.TemporaryDirectory(prefix="mlplatform-lake-") as scratch:
+            paths = []
+            for f, digest in _partition_hashes(part, pdir).items():
+                local = os.path.join(scratch, f)
+                self.fs.get_file(self._path(pdir, f), local)
+                with open(local, "rb") as fh:
+                    _check_hash(fh, digest, f"{pdir}/{f}")
+                paths.append(local)
+            yield paths
 
     def partition(self, area: str, name: str, ds: str) -> Partition | None:
         path = f"{self.partition_dir(area, name, ds)}/{MANIFEST}"
@@ -452,6 +475,15 @@ class Lake:
         selected = [d for d in days if (start_ds is None or d >= start_ds) and (end_ds is None or d < end_ds)]
         parts = [self.partition(area, name, d) for d in selected]
         return [p for p in parts if p is not None]
+
+
+def _partition_hashes(part: Partition, pdir: str) -> dict[str, str]:
+    return _expected_hashes(pdir, part.manifest["files"], part.content_hash, part.manifest.get("file_hashes"))
+
+
+def _check_hash(fh, digest: str, where: str) -> None:
+    if hashlib.file_digest(fh, "sha256").hexdigest() != digest:
+        raise ValueError(f"{where} does not match its recorded content hash {digest[:16]}")
 
 
 def _expected_hashes(pdir: str, files: list[str], content_hash: str,

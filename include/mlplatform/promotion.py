@@ -106,6 +106,17 @@ def snapshot(lake: "Lake", mlc: "MlflowClient", model: str) -> Snapshot:
     return Snapshot(champion=_champion_now(mlc, model), log_head=head)
 
 
+def champion_absent(lake: "Lake", tracking_uri: str, model: str) -> bool:
+    """True when ``model`` certainly has no champion and ``reconcile`` would have nothing to log: the log's
+    last entry leaves no champion (or there is none) and the alias is not set. Needs neither mlflow nor
+    pandas (registry.alias_absent), so a run with nothing to score ends in a fraction of a second. False
+    whenever either says otherwise or cannot tell: the caller then reconciles and decides as always."""
+    seq = log_head(lake, model)
+    head = lake.read_json(_entry_path(model, seq)) if seq else None
+    applied = bool(seq) and lake.exists(_applied_path(model, seq))
+    return _in_step(head, applied, None) and registry.alias_absent(tracking_uri, model, registry.CHAMPION)
+
+
 def _in_step(head: dict | None, applied: bool, champion: str | None) -> bool:
     """Whether the log's last entry agrees with the alias: it points where the entry moved it, or the
     entry's move is still in flight (claimed, not applied, the alias still where the move starts)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -63,6 +64,50 @@ def version_by_alias(mlc: "MlflowClient", name: str, alias: str):
         return mlc.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def alias_absent(tracking_uri: str, name: str, alias: str) -> bool:
+    """True only when the tracking server says ``name`` has no version under ``alias`` (or no model of that
+    name), asked over its REST API with requests: importing mlflow costs seconds, and this answers a run that
+    has nothing to do. False for any other answer (an alias, an error, a server out of reach, a tracking URI
+    that is not a server), so the caller takes the full path and decides there.
+
+    Credentials come from the variables MLflow's own client reads: MLFLOW_TRACKING_USERNAME and _PASSWORD,
+    or _TOKEN, and the TLS settings; credentials kept elsewhere get a refusal, hence False."""
+    import requests
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return False
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/registered-models/get",
+                                params={"name": name}, timeout=30, **_rest_credentials())
+        answer = response.json()
+    except (requests.RequestException, ValueError) as exc:  # out of reach, or not MLflow answering
+        log.info("could not ask %s about %s@%s without mlflow: %s", tracking_uri, name, alias, exc)
+        return False
+    if not isinstance(answer, dict):
+        return False
+    if response.status_code == 404:
+        return answer.get("error_code") == "RESOURCE_DOES_NOT_EXIST"
+    if response.status_code != 200 or "registered_model" not in answer:
+        return False
+    return all(a.get("alias") != alias for a in answer["registered_model"].get("aliases", []))
+
+
+def _rest_credentials() -> dict:
+    env = os.environ
+    kwargs: dict = {}
+    if env.get("MLFLOW_TRACKING_TOKEN"):
+        kwargs["headers"] = {"Authorization": f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"}
+    elif env.get("MLFLOW_TRACKING_USERNAME") and env.get("MLFLOW_TRACKING_PASSWORD"):
+        kwargs["auth"] = (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"])
+    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        kwargs["verify"] = False
+    elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        kwargs["verify"] = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    if env.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
+        kwargs["cert"] = env["MLFLOW_TRACKING_CLIENT_CERT_PATH"]
+    return kwargs
 
 
 class UntrustedModel(Exception):

@@ -77,8 +77,12 @@ def _feature_columns(cfg: ModelConfig) -> list[str]:
 # -- the score DAG's job ------------------------------------------------------------------------------
 def score(model: str, ds: str) -> dict | None:
     """Score the day's partition, chunk by chunk, with the version the champion alias points at now (a move
-    the promotion log does not know is logged first)."""
+    the promotion log does not know is logged first). None when there is no champion: with no champion in
+    the log nor on the alias, that is known before mlflow, sklearn or the warehouse driver is imported."""
     cfg, ds, lake = model_config(model), checked_ds(ds), default_lake()
+    if promotion.champion_absent(lake, settings().mlflow_tracking_uri, cfg.name):
+        log.warning("%s has no champion yet; nothing to score for %s", model, ds)
+        return None
     mlc = registry.client(settings().mlflow_tracking_uri)
     seen = promotion.reconcile(lake, mlc, cfg.name, f"score of {cfg.name} {ds}")
     if seen.champion is None:
@@ -97,19 +101,29 @@ def score(model: str, ds: str) -> dict | None:
 
 
 def publish_predictions(lake: Lake, cfg: ModelConfig, predictions: Partition) -> int:
-    """Copy a committed predictions partition to the warehouse table, chunk by chunk."""
-    from mlplatform.warehouse import PREDICTIONS_COLUMNS, PREDICTIONS_TABLE, Warehouse, ensure_predictions_table
+    """Replace the day's rows of the warehouse table with a committed predictions partition, by bulk load:
+    COPY INTO from the partition's parquet files, read where they lie through the lake's external stage when
+    one is configured (``MLOPS_WAREHOUSE_LAKE_STAGE``), else PUT to a temporary stage first."""
+    from mlplatform.evidently_reports import PREDICTION_COLUMN
+    from mlplatform.warehouse import (PREDICTIONS_COLUMNS, PREDICTIONS_LOAD_STAGE, PREDICTIONS_TABLE, Warehouse,
+                                      ensure_predictions_table, lake_stage_files)
 
-    def row_batches():
-        for out in lake.iter_partition_batches(predictions):
-            yield list(zip(out["model_name"], out["model_version"], out["mlflow_run_id"], [predictions.ds] * len(out),
-                           out[cfg.source.key].astype(str), out["score"].astype(float),
-                           out["predicted_label"].astype(int), out["input_partition_hash"]))
-
+    key = {"MODEL_NAME": cfg.name, "DS": predictions.ds}
+    fields = {"MODEL_VERSION": "model_version", "MLFLOW_RUN_ID": "mlflow_run_id", "ENTITY_KEY": cfg.source.key,
+              "SCORE": PREDICTION_COLUMN, "PREDICTED_LABEL": "predicted_label",
+              "INPUT_PARTITION_HASH": "input_partition_hash"}
+    lake_stage = settings().warehouse_lake_stage
     wh = Warehouse(settings().warehouse_conn_id)
     try:
         ensure_predictions_table(wh)
-        return wh.replace_rows(PREDICTIONS_TABLE, {"MODEL_NAME": cfg.name, "DS": predictions.ds},
-                               PREDICTIONS_COLUMNS, row_batches())
+        if lake_stage:
+            files = lake.verified_files(predictions)
+            pdir = lake.partition_dir(predictions.area, predictions.name, predictions.ds)
+            staged = lake_stage_files(lake_stage, pdir, files)
+        else:
+            with lake.local_data_files(predictions) as paths:
+                staged = wh.put_files(PREDICTIONS_LOAD_STAGE, paths)
+        return wh.replace_from_stage(PREDICTIONS_TABLE, PREDICTIONS_COLUMNS, key, fields, staged,
+                                     expected_rows=predictions.row_count)
     finally:
         wh.close()

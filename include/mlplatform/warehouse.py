@@ -9,12 +9,15 @@ plus that one connector argument. Nothing else differs between the two paths.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from mlplatform.config import checked_identifier
+from mlplatform.faults import pause_point
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,27 +133,105 @@ class Warehouse:
         cursor.execute(sql, params or {})
         return cursor.sfqid
 
-    def replace_rows(self, table: str, where: dict, columns: list[str], row_batches: Iterable[list[tuple]]) -> int:
-        """Delete the rows matching ``where`` then insert the batches of rows, in one transaction, so a
-        re-run for the same key leaves exactly one copy. Batches keep memory bounded for large keys."""
-        table = checked_identifier(table)
-        cols = [checked_identifier(c) for c in columns]
-        condition = " AND ".join(f"{checked_identifier(k)} = %({k})s" for k in where)
-        placeholders = ", ".join(["%s"] * len(cols))
+    def put_files(self, stage: str, paths: list[str]) -> "StagedFiles":
+        """Upload local files to a fresh directory of the temporary stage ``stage`` (created if needed, before
+        any transaction: CREATE is DDL, which would commit one). Snowflake drops a temporary stage, files
+        and all, when the session ends; a load also purges the files it loaded."""
+        stage = checked_identifier(stage)
+        location = f"@{stage}/{uuid.uuid4().hex}/"
+        cursor = self.connection().cursor()
+        cursor.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS {stage}")
+        for path in paths:
+            if "'" in path:
+                raise ValueError(f"cannot PUT {path!r}: a quote in a local path cannot be written in the command")
+            # Parquet compresses its own pages: gzipping the file again would cost time for nothing.
+            cursor.execute(f"PUT 'file://{path}' {location} AUTO_COMPRESS = FALSE")
+        return StagedFiles(location=location, files=(), purge=True)
+
+    def replace_from_stage(self, table: str, columns: dict[str, str], key: dict[str, str], fields: dict[str, str],
+                           staged: "StagedFiles", expected_rows: int) -> int:
+        """Replace the rows of ``table`` matching ``key`` with the rows of staged parquet files, in one
+        transaction: DELETE, then COPY INTO, then COMMIT only if the load brought exactly ``expected_rows``
+        rows. Readers see the old rows or the new, never a mix; a failure anywhere rolls back.
+
+        ``columns`` are the table's columns and their types. ``fields`` maps each column not in ``key`` to the
+        parquet field it is loaded from; the key columns are loaded from ``key`` itself, so the rows loaded are
+        exactly the rows the next replace deletes."""
+        copy_sql = _copy_from_stage(table, columns, key, fields, staged)
+        condition = " AND ".join(f"{checked_identifier(k)} = %({k})s" for k in key)
         cursor = self.connection().cursor()
         cursor.execute("BEGIN")
         try:
-            cursor.execute(f"DELETE FROM {table} WHERE {condition}", where)
-            inserted = 0
-            for rows in row_batches:
-                if rows:
-                    cursor.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})", rows)
-                    inserted += len(rows)
+            cursor.execute(f"DELETE FROM {checked_identifier(table)} WHERE {condition}", key)
+            cursor.execute(copy_sql, {**key, **{f"file_{i}": f for i, f in enumerate(staged.files)}})
+            loaded = _rows_loaded(cursor)
+            if loaded != expected_rows:
+                raise RuntimeError(f"loading {table} for {key} brought {loaded} rows, expected {expected_rows}; "
+                                   "rolled back")
+            pause_point("warehouse.before_commit")
             cursor.execute("COMMIT")
-        except Exception:
-            cursor.execute("ROLLBACK")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that got here matters; closing the session rolls back too
+                cursor.execute("ROLLBACK")
             raise
-        return inserted
+        log.info("replaced %s rows of %s for %s from %s (query %s)", loaded, table, key, staged.location, cursor.sfqid)
+        return loaded
+
+
+@dataclass(frozen=True)
+class StagedFiles:
+    """Parquet files a COPY INTO can read: ``location`` is ``@stage/path/``; ``files``, when given, are the
+    only names loaded from it (the rest of the location is ignored); ``purge`` removes them once loaded."""
+    location: str
+    files: tuple[str, ...]
+    purge: bool
+
+
+# A stage path: a lake partition directory or a fresh upload directory, never anything a quote could end.
+_STAGE_PATH = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+
+
+def lake_stage_files(stage: str, partition_dir: str, files: list[str]) -> StagedFiles:
+    """Files of a lake partition as the external stage ``stage`` (whose URL is the lake root) sees them: the
+    warehouse reads them where they lie, and exactly the files named (a partition directory also holds the
+    data files of its earlier versions)."""
+    if not _STAGE_PATH.fullmatch(partition_dir):
+        raise ValueError(f"not a plain stage path: {partition_dir!r}")
+    return StagedFiles(location=f"@{checked_identifier(stage)}/{partition_dir}/", files=tuple(files), purge=False)
+
+
+def _copy_from_stage(table: str, columns: dict[str, str], key: dict[str, str], fields: dict[str, str],
+                     staged: StagedFiles) -> str:
+    """COPY INTO ``table`` of every column, each a key value bound by name or a parquet field, cast to the
+    column's type."""
+    unknown = sorted((set(key) | set(fields)) - set(columns))
+    missing = [c for c in columns if (c in key) == (c in fields)]
+    if unknown or missing:
+        raise ValueError(f"a load of {table} must name each of its columns {list(columns)} once, as a key or a "
+                         f"field (unknown: {unknown}, missing or twice: {missing})")
+    values = [(f"%({c})s" if c in key else f"$1:{checked_identifier(fields[c])}") + f"::{_checked_type(t)}"
+              for c, t in columns.items()]
+    files = ", ".join(f"%(file_{i})s" for i in range(len(staged.files)))
+    return (f"COPY INTO {checked_identifier(table)} ({', '.join(map(checked_identifier, columns))}) "
+            f"FROM (SELECT {', '.join(values)} FROM {staged.location}) "
+            + (f"FILES = ({files}) " if staged.files else "")
+            + "FILE_FORMAT = (TYPE = PARQUET) FORCE = TRUE" + (" PURGE = TRUE" if staged.purge else ""))
+
+
+def _checked_type(sql_type: str) -> str:
+    if not re.fullmatch(r"[A-Z_]+(\([0-9, ]+\))?", sql_type):
+        raise ValueError(f"not a plain SQL type: {sql_type!r}")
+    return sql_type
+
+
+def _rows_loaded(cursor) -> int:
+    """The rows a COPY INTO loaded, summed over its result's rows (one per file; none when no file matched)."""
+    names = [d[0].lower() for d in cursor.description]
+    rows = cursor.fetchall()
+    if "rows_loaded" not in names:
+        return 0
+    at = names.index("rows_loaded")
+    return sum(int(row[at]) for row in rows)
 
 
 def _timestamp(value) -> str:
@@ -188,16 +269,16 @@ def summarise(table: str, column: str, where_column: str, *, equals=None, start=
 
 
 PREDICTIONS_TABLE = "FLIGHTS.ML.PREDICTIONS"
-PREDICTIONS_COLUMNS = [
-    "MODEL_NAME", "MODEL_VERSION", "MLFLOW_RUN_ID", "DS", "ENTITY_KEY",
-    "SCORE", "PREDICTED_LABEL", "INPUT_PARTITION_HASH",
-]
+# The table's columns and types, in order: its DDL and every load are built from them.
+PREDICTIONS_COLUMNS = {
+    "MODEL_NAME": "VARCHAR", "MODEL_VERSION": "VARCHAR", "MLFLOW_RUN_ID": "VARCHAR", "DS": "DATE",
+    "ENTITY_KEY": "VARCHAR", "SCORE": "DOUBLE", "PREDICTED_LABEL": "INTEGER", "INPUT_PARTITION_HASH": "VARCHAR",
+}
+# Where a load PUTs the files when the warehouse has no stage on the lake (settings().warehouse_lake_stage).
+PREDICTIONS_LOAD_STAGE = "FLIGHTS.ML.PREDICTIONS_LOAD"
 
 
 def ensure_predictions_table(wh: Warehouse) -> None:
     wh.execute("CREATE SCHEMA IF NOT EXISTS FLIGHTS.ML")
-    wh.execute(
-        f"CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} (MODEL_NAME VARCHAR, MODEL_VERSION VARCHAR, "
-        "MLFLOW_RUN_ID VARCHAR, DS DATE, ENTITY_KEY VARCHAR, SCORE DOUBLE, PREDICTED_LABEL INTEGER, "
-        "INPUT_PARTITION_HASH VARCHAR)"
-    )
+    columns = ", ".join(f"{name} {sql_type}" for name, sql_type in PREDICTIONS_COLUMNS.items())
+    wh.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} ({columns})")

@@ -77,6 +77,7 @@ from tests.unit.test_lake import (  # noqa: E402  (collected here again, with th
     test_a_writer_killed_mid_commit_leaves_the_previous_version_and_litter_the_sweep_removes,
     test_every_file_of_a_manifest_is_hash_checked,
     test_files_named_by_a_manifest_must_be_plain_names_inside_their_partition,
+    test_local_data_files_are_the_checked_bytes_and_copies_do_not_outlive_their_use,
     test_paths_read_from_elsewhere_must_lie_in_their_area,
     test_paths_that_could_leave_the_root_are_refused,
     test_readers_see_the_previous_version_throughout_a_commit,

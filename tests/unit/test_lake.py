@@ -166,6 +166,22 @@ def test_single_file_manifests_without_file_hashes_are_still_read_and_checked(la
         lake.read_partition(older)
 
 
+def test_local_data_files_are_the_checked_bytes_and_copies_do_not_outlive_their_use(lake):
+    part = lake.commit_partition("datasets", "m", DS, schedule_rows(seed=1), {})
+    data_file = part.manifest["files"][0]
+    with lake.local_data_files(part) as paths:
+        assert [os.path.basename(p) for p in paths] == [data_file]
+        with open(paths[0], "rb") as fh:
+            assert fh.read() == lake.read_bytes(f"{PDIR}/{data_file}")
+    if not lake.root_uri.startswith("file:"):
+        assert not os.path.exists(paths[0]), "a copy of an object-store file is removed after use"
+
+    lake.write_bytes(f"{PDIR}/{data_file}", frame_to_parquet(schedule_rows(seed=3)))
+    with pytest.raises(ValueError, match=f"{data_file} does not match its recorded content hash"):
+        with lake.local_data_files(part):
+            pass
+
+
 def test_readers_see_the_previous_version_throughout_a_commit(lake):
     old = lake.commit_partition("datasets", "m", DS, schedule_rows(seed=1), {})
     listed = lake.list_dir(PDIR)

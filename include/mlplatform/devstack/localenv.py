@@ -21,7 +21,8 @@ from pathlib import Path
 # What the embedded stack, the platform's jobs and the make targets read (config.Settings, stack_env, demo,
 # evidently_workspace, the Airflow plugin), plus any Airflow setting or connection.
 EMBEDDED_NAMES = frozenset({
-    "MLOPS_DATA_DIR", "MLOPS_LAKE_URI", "MLOPS_MODELS_DIR", "MLOPS_WAREHOUSE_CONN_ID", "MLOPS_SLACK_CONN_ID",
+    "MLOPS_DATA_DIR", "MLOPS_LAKE_URI", "MLOPS_MODELS_DIR", "MLOPS_WAREHOUSE_CONN_ID", "MLOPS_WAREHOUSE_LAKE_STAGE",
+    "MLOPS_SLACK_CONN_ID",
     "MLOPS_OUTBOX", "MLOPS_AIRFLOW_URL", "MLOPS_WAREHOUSE_PORT", "MLOPS_EVIDENTLY_WORKSPACE",
     "MLFLOW_TRACKING_URI", "MLFLOW_PORT", "MLFLOW_UI_URL", "AIRFLOW_HOME",
     "DEMO_HISTORY_START", "DEMO_REPLAY_START", "DEMO_REPLAY_END",
