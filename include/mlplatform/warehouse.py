@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from mlplatform.config import checked_identifier
+from mlplatform.faults import pause_point
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,6 +147,7 @@ class Warehouse:
                 if rows:
                     cursor.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({placeholders})", rows)
                     inserted += len(rows)
+            pause_point("warehouse.before_commit")
             cursor.execute("COMMIT")
         except Exception:
             cursor.execute("ROLLBACK")
