@@ -7,7 +7,8 @@ directory, with one DAG whose single task imports what the platform's stage task
 (``mlplatform.warm_start.WARM_MODULES``) and does nothing else. Each round runs the task ``--runs`` times with
 a warm scheduler and ``--runs`` times with ``MLOPS_WARM_START=false`` (the scheduler restarted in between), so
 both see the same machine load. Reports the median task duration as Airflow records it (the task instance's
-start to end), the warm/cold ratio, and the peak RSS of a LocalExecutor worker process in each mode.
+start to end), the warm/cold ratio, and the median peak RSS of the task process in each mode (a forked task's
+RSS counts the pages it shares with its warm worker, so this bounds the worker's own).
 """
 
 from __future__ import annotations
@@ -71,13 +72,19 @@ def run_once(api: AirflowApi, run_id: str, timeout: float = 600) -> dict:
     raise TimeoutError(f"{run_id} did not finish in {timeout}s")
 
 
-def measure(api: AirflowApi, label: str, runs: int, round_no: int) -> list[float]:
-    durations = []
+def peak_rss_mb(api: AirflowApi, run_id: str) -> int:
+    xcom = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/platform_imports/xcomEntries/return_value")
+    return int(xcom["value"])
+
+
+def measure(api: AirflowApi, label: str, runs: int, round_no: int) -> list[tuple[float, int]]:
+    samples = []
     for i in range(runs):
-        ti = run_once(api, f"{label}-{round_no}-{i}")
-        durations.append(float(ti["duration"]))
-        print(f"  {label} round {round_no} run {i}: {ti['duration']:.2f} s", flush=True)
-    return durations
+        run_id = f"{label}-{round_no}-{i}"
+        duration = float(run_once(api, run_id)["duration"])
+        samples.append((duration, peak_rss_mb(api, run_id)))
+        print(f"  {label} round {round_no} run {i}: {duration:.2f} s, peak RSS {samples[-1][1]} MB", flush=True)
+    return samples
 
 
 def main() -> None:
@@ -114,9 +121,11 @@ def main() -> None:
             stop(parts["dag-processor"], env)
             stop(parts["api-server"], env)
 
-    warm, cold = statistics.median(results["warm"]), statistics.median(results["cold"])
+    warm, cold = (statistics.median(d for d, _ in results[mode]) for mode in ("warm", "cold"))
+    warm_rss, cold_rss = (statistics.median(r for _, r in results[mode]) for mode in ("warm", "cold"))
     print(f"\ntask duration as Airflow records it, median of {len(results['warm'])} runs each:")
-    print(f"  cold start {cold:.2f} s, warm start {warm:.2f} s, ratio warm/cold {warm / cold:.2f}")
+    print(f"  cold start {cold:.2f} s, warm start {warm:.2f} s, ratio warm/cold {warm / cold:.3f}")
+    print(f"  peak RSS of the task process: cold {cold_rss:.0f} MB, warm {warm_rss:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__monitor", schedule=[predictions_asset(cfg.name)], start_date=datetime(2013, 1, 1),
          catchup=False, default_args=default_args(), tags=[*TAGS, cfg.name, "monitor"],
          doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], pattern=DS_PATTERN, format="date",
-                                    description="Day to report (YYYY-MM-DD)")})
+                                    title="Day", description="Day to report (YYYY-MM-DD)")})
     def monitor():
         @task
         def drift_reports() -> list[dict]:

@@ -21,9 +21,10 @@ def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__rollback", schedule=None, start_date=datetime(2013, 1, 1), catchup=False,
          max_active_runs=1, default_args=default_args(), tags=[*TAGS, cfg.name, "rollback"], doc_md=__doc__,
          params={
-             "version": Param("previous", type="string", pattern=r"^(previous|[0-9]+)$",
+             "version": Param("previous", type="string", pattern=r"^(previous|[0-9]+)$", title="Version",
                               description='Version to make champion, or "previous"'),
-             "reason": Param("rollback requested", type="string", minLength=3, description="Why (kept in the log)"),
+             "reason": Param("rollback requested", type="string", minLength=3, title="Reason",
+                             description="Why (kept in the log)"),
          })
     def rollback():
         # Transient errors are retried (a retry finishes its own logged move); a refused move fails at once.

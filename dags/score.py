@@ -25,7 +25,7 @@ def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__score", schedule=[features_asset(cfg.name)], start_date=datetime(2013, 1, 1),
          catchup=False, default_args=default_args(), tags=[*TAGS, cfg.name, "score"],
          doc_md=__doc__, params={"ds": Param(None, type=["null", "string"], pattern=DS_PATTERN, format="date",
-                                    description="Day to score (YYYY-MM-DD)")})
+                                    title="Day", description="Day to score (YYYY-MM-DD)")})
     def score():
         @task(outlets=[predictions_asset(cfg.name)])
         def score_days(*, outlet_events) -> list[dict]:

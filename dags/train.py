@@ -9,9 +9,12 @@ The `promote` task then moves `champion` through the promotion log's compare-and
 one-slot `model_promotion` pool, or posts the rejection.
 
 Runs on a retrain request from the monitor, or by hand from the trigger form:
-- `cutoff_ds`: the as-of date (default: the run's logical date);
-- `window_days`, `search_budget`: training window and number of search candidates;
-- `force_promote`: promote even if the gate refuses; recorded in the log as a manual promotion.
+- **Cut-off day** (`cutoff_ds`): the as-of day (default: the run's logical date). It must be a labelled day
+  in the lake (the form names them); any other fails the run at once, without retries;
+- **Training window (days)** (`window_days`), **Search budget** (`search_budget`): training window and number
+  of search candidates;
+- **Force promotion** (`force_promote`): promote even if the gate refuses; recorded in the log as a manual
+  promotion.
 """
 
 from __future__ import annotations
@@ -40,19 +43,29 @@ def _request() -> tuple[str, str]:
     return cutoff, params.get("reason") or "manual"
 
 
+def _cutoff_help(cfg: ModelConfig) -> str:
+    from mlplatform.training import labelled_days_for_form
+
+    return (f"The as-of day (YYYY-MM-DD); default: the logical date. It must be a labelled day: "
+            f"{labelled_days_for_form(cfg.name)} (read when this DAG was last parsed).")
+
+
 def build(cfg: ModelConfig):
     @dag(dag_id=f"{cfg.name}__train", schedule=[retrain_request_asset(cfg.name)], start_date=datetime(2013, 1, 1),
          catchup=False, max_active_runs=1, default_args=default_args(), tags=[*TAGS, cfg.name, "train"],
          doc_md=__doc__,
          params={
              "cutoff_ds": Param(None, type=["null", "string"], pattern=DS_PATTERN, format="date",
-                                description="Training cut-off day (YYYY-MM-DD); default: the logical date"),
-             "reason": Param("manual", type="string", enum=["manual", "schedule", "drift", "performance", "age", "initial"]),
-             "window_days": Param(cfg.training.window_days, type="integer", minimum=7,
+                                title="Cut-off day", description=_cutoff_help(cfg)),
+             "reason": Param("manual", type="string",
+                             enum=["manual", "schedule", "drift", "performance", "age", "initial"],
+                             title="Reason", description="Why this training runs (kept on the MLflow run)"),
+             "window_days": Param(cfg.training.window_days, type="integer", minimum=7, title="Training window (days)",
                                   description="Days of feature partitions before the cut-off to train on"),
              "search_budget": Param(cfg.training.search.budget, type="integer", minimum=0, maximum=100,
+                                    title="Search budget",
                                     description="Hyper-parameter candidates to try (0: configured defaults only)"),
-             "force_promote": Param(False, type="boolean",
+             "force_promote": Param(False, type="boolean", title="Force promotion",
                                     description="Promote even if the gate refuses (recorded as a manual promotion)"),
          })
     def train():
@@ -67,9 +80,10 @@ def build(cfg: ModelConfig):
 
             cutoff, reason = _request()
             params = get_current_context()["params"]
-            return training.train_challenger(cfg.name, cutoff, reason, window_days=params.get("window_days"),
-                                         search_budget=params.get("search_budget"), logical_date=logical_ds(),
-                                         airflow_run=airflow_run())
+            with fail_fast(*training.FAIL_FAST):  # a cut-off without labels: retrying cannot fix it
+                return training.train_challenger(cfg.name, cutoff, reason, window_days=params.get("window_days"),
+                                                 search_budget=params.get("search_budget"),
+                                                 logical_date=logical_ds(), airflow_run=airflow_run())
 
         # Transient errors are retried; a stale decision or a compare-and-set conflict fails at once.
         @task(pool=PROMOTION_POOL)

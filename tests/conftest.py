@@ -26,6 +26,8 @@ os.environ.update({
     "AIRFLOW_CONN_SLACK_ALERTS": '{"conn_type": "slackwebhook"}',
     # As in every profile: MLflow never unpickles an artifact, in tests either.
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    # As in every profile: no artifact progress bars on stderr (Airflow logs stderr at error level).
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 })
 # Tests run beside other processes on 2 cores: one OpenMP thread avoids spinning at barriers (see stack_env).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

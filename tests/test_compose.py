@@ -343,3 +343,9 @@ def test_s3_init_refuses_a_service_key_equal_to_the_root_user(rendered, filled_e
 def test_mlflow_never_unpickles_in_any_service(rendered):
     for name in (*AIRFLOW_SERVICES, "mlflow"):
         assert rendered["services"][name]["environment"]["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false", name
+
+
+def test_no_mlflow_progress_bars_in_airflow_logs(rendered):
+    """tqdm draws them on stderr, which Airflow logs at error level (see tests/unit/test_mlflow_progress_bars.py)."""
+    for name in AIRFLOW_SERVICES:
+        assert rendered["services"][name]["environment"]["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false", name

@@ -433,6 +433,19 @@ class Lake:
         """Every ds directory under area/name, committed or not, oldest first."""
         return [n.removeprefix("ds=") for n in self.list_dir(f"{area}/{name}") if n.startswith("ds=")]
 
+    def day_range(self, area: str, name: str) -> tuple[str, str] | None:
+        """The first and last committed days under area/name, or None if there are none. Cheap: one listing,
+        then a manifest check from each end until a committed day is found."""
+        days = self.days(area, name)
+
+        def committed(ds: str) -> bool:
+            return self.exists(f"{self.partition_dir(area, name, ds)}/{MANIFEST}")
+
+        first = next((ds for ds in days if committed(ds)), None)
+        if first is None:
+            return None
+        return first, next(ds for ds in reversed(days) if committed(ds))
+
     def list_partitions(self, area: str, name: str, start_ds: str | None = None, end_ds: str | None = None) -> list[Partition]:
         """Committed partitions with start_ds <= ds < end_ds, oldest first."""
         days = self.days(area, name)

@@ -280,6 +280,69 @@ def _on_holdout(cfg: ModelConfig, dataset: TrainingSet, train_rows, holdout, can
                              scores, metrics)
 
 
+# -- the cut-off against the lake's labelled days ------------------------------------------------------------
+class CutoffOutsideLabels(ValueError):
+    """A cut-off for which the lake holds no outcomes: retrying cannot make them appear."""
+
+
+# Errors that a retry cannot fix: the train DAG fails its task at once on them (AirflowFailException).
+FAIL_FAST = (CutoffOutsideLabels,)
+# The trigger form is built when the DAG file is parsed: reading the lake for it must never hold parsing up.
+FORM_LAKE_TIMEOUT_S = 2.0
+
+
+def labelled_days(lake: Lake, model: str) -> tuple[str, str] | None:
+    """The first and last label partitions (days) committed in the lake, or None."""
+    return lake.day_range(LABELS_AREA, model)
+
+
+def describe_labelled_days(days: tuple[str, str] | None) -> str:
+    return f"labelled days in the lake: {days[0]} .. {days[1]}" if days else "no labelled days yet"
+
+
+def check_cutoff(lake: Lake, model: str, cutoff_ds: str) -> None:
+    """Refuse a cut-off outside the lake's labelled days (``CutoffOutsideLabels``). Label partition ``ds=D``
+    holds the outcomes known by D's 00:00, so a training to cut-off D needs partition D: with a later cut-off
+    it would silently train on older outcomes than its cut-off claims."""
+    days = labelled_days(lake, model)
+    if days is None:
+        raise CutoffOutsideLabels(f"{model}: cannot train to cut-off {cutoff_ds}: the lake holds no labelled days "
+                                  f"yet; ingest some days first (backfill {model}__ingest)")
+    first, last = days
+    if cutoff_ds > last:
+        raise CutoffOutsideLabels(f"{model}: cut-off {cutoff_ds} lies beyond the newest labelled day "
+                                  f"({describe_labelled_days(days)}); choose a cut-off from {first} to {last}, "
+                                  f"or ingest the days up to {cutoff_ds} first")
+    if cutoff_ds < first:
+        raise CutoffOutsideLabels(f"{model}: cut-off {cutoff_ds} lies before the first labelled day "
+                                  f"({describe_labelled_days(days)}); choose a cut-off from {first} to {last}")
+
+
+def labelled_days_for_form(model: str, timeout_s: float = FORM_LAKE_TIMEOUT_S) -> str:
+    """The lake's labelled days as the trigger form states them. Runs at DAG-parse time, so it never raises and
+    never waits longer than ``timeout_s``: an unreachable lake (an S3 endpoint that does not answer retries for
+    minutes) is reported, not waited for."""
+    import threading
+
+    from mlplatform.lake import default_lake
+
+    found: dict = {}
+
+    def read() -> None:
+        try:
+            found["days"] = labelled_days(default_lake(), model)
+        except Exception as exc:  # noqa: BLE001 - whatever the storage raises, parsing must go on
+            found["error"] = exc
+
+    reader = threading.Thread(target=read, name=f"labelled-days-{model}", daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    if "days" in found:
+        return describe_labelled_days(found["days"])
+    why = f"{type(found['error']).__name__}" if "error" in found else f"no answer within {timeout_s:g} s"
+    return f"the lake's labelled days could not be read when this form was built ({why})"
+
+
 # -- the train DAG's job ------------------------------------------------------------------------------------
 IDEMPOTENCY_TAG = "idempotency_key"
 AIRFLOW_RUN_TAG = "airflow_run"
@@ -294,7 +357,8 @@ def train_challenger(model: str, cutoff_ds: str, reason: str, window_days: int |
                      search_budget: int | None = None, logical_date: str | None = None,
                      airflow_run: str | None = None) -> dict:
     """Search and train on data known before the cut-off, register the best as ``challenger``, and
-    judge it against the champion on the same most recent holdout. Promotion is a separate step.
+    judge it against the champion on the same most recent holdout. Promotion is a separate step. A cut-off
+    outside the lake's labelled days is refused first (``CutoffOutsideLabels``).
 
     Exactly once per ``idempotency_key``: a retry in the same Airflow run (``airflow_run``, else the
     logical date) of a try that died after registering reuses that version, without a second one, and
@@ -305,6 +369,7 @@ def train_challenger(model: str, cutoff_ds: str, reason: str, window_days: int |
     from mlplatform.lake import default_lake
 
     cfg, lake, cutoff_ds = model_config(model), default_lake(), checked_ds(cutoff_ds)
+    check_cutoff(lake, cfg.name, cutoff_ds)
     dataset = assemble_training_set(lake, cfg, cutoff_ds, window_days)  # cheap, and it names the data
     run = airflow_run or logical_date or ""
     key = idempotency_key(cfg.name, cutoff_ds, dataset.version, run)

@@ -57,3 +57,29 @@ def test_day_params_take_a_day_or_nothing(dagbag, dag_id, param):
     assert day_param.resolve("2013-02-05") == "2013-02-05"
     assert day_param.resolve(None) is None
     assert day_param.schema["format"] == "date"
+
+
+
+@pytest.mark.parametrize("days, help_text", [
+    (["2013-01-03", "2013-01-04", "2013-01-05"],
+     "It must be a labelled day: labelled days in the lake: 2013-01-03 .. 2013-01-05"),
+    ([], "It must be a labelled day: no labelled days yet")])
+def test_the_cutoff_param_names_the_lakes_labelled_days(tmp_path, monkeypatch, days, help_text):
+    """The trigger form's help for the cut-off, built when the DAG file is parsed, states the labelled days;
+    an empty lake parses as well."""
+    import pandas as pd
+    from airflow.dag_processing.dagbag import DagBag
+
+    from mlplatform.lake import Lake
+
+    lake = Lake((tmp_path / "lake").as_uri())
+    for day in days:
+        lake.commit_partition("labels", "flight_delay", day, pd.DataFrame({"FLIGHT_ID": [1], "ARR_DELAY": [3.0]}), {})
+    monkeypatch.setenv("MLOPS_LAKE_URI", lake.root_uri)
+
+    bag = DagBag(str(REPO / "dags"))
+
+    assert bag.import_errors == {}
+    cutoff = bag.dags["flight_delay__train"].params.get_param("cutoff_ds")
+    assert cutoff.schema["title"] == "Cut-off day"
+    assert help_text in cutoff.description

@@ -9,6 +9,7 @@ from pathlib import Path
 import requests
 
 FINISHED = {"success", "failed"}
+PAGE = 100  # the API's default [api] maximum_page_limit: a larger limit is silently cut down to it
 
 
 class AirflowApi:
@@ -60,8 +61,21 @@ class AirflowApi:
         if resp.status_code != 409:  # 409: this run already exists, which is what we want
             resp.raise_for_status()
 
+    def paged(self, path: str, key: str, **params) -> list[dict]:
+        """Every item of a list endpoint, page by page (``key``: the list's name in the response)."""
+        items: list[dict] = []
+        while True:
+            page = self.get(path, limit=PAGE, offset=len(items), **params)
+            items += page[key]
+            if not page[key] or len(items) >= page["total_entries"]:
+                return items
+
     def runs(self, dag_id: str) -> list[dict]:
-        return self.get(f"/dags/{dag_id}/dagRuns", limit=1000, order_by="logical_date")["dag_runs"]
+        return self.paged(f"/dags/{dag_id}/dagRuns", "dag_runs", order_by="logical_date")
+
+    def task_instances(self, dag_id: str = "~") -> list[dict]:
+        """The task instances of every run of ``dag_id`` (``~``: of every DAG)."""
+        return self.paged(f"/dags/{dag_id}/dagRuns/~/taskInstances", "task_instances")
 
     def queued_asset_events(self, dag_id: str) -> int:
         return self.get(f"/dags/{dag_id}/assets/queuedEvents")["total_entries"]

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlplatform.config import REPO_ROOT
+from mlplatform.dates import shift
 from mlplatform.devstack.localenv import apply_dotenv, distributed_setting
 from mlplatform.devstack.stack import (VENV_BIN, Component, _airflow_components, _persistent_secret, free_port,
                                        prepare_airflow_db, running, stack_env, start, stop, write_private)
@@ -480,14 +481,16 @@ def seed_history(env: dict[str, str], model: str, days: list[str], cwd: Path) ->
 
 
 def run_pipeline(api, model: str, replay_days: list[str], search_budget: int = 0, timeout: float = 3600) -> dict:
-    """Through the scheduler: train with the cut-off at the first replayed day, then backfill ingest over the
-    replayed days (score and monitor follow through Assets). Returns the wall time of each phase."""
+    """Through the scheduler: train with the cut-off at the day before the first replayed day (the last seeded
+    day: a cut-off must be a labelled day), then backfill ingest over the replayed days (score and monitor
+    follow through Assets). Returns the wall time of each phase."""
     dags = [f"{model}__{stage}" for stage in ("ingest", "score", "monitor", "train")]
     api.wait_for_dags(dags, timeout=600)
     timings = {}
     started = time.monotonic()
-    api.trigger(f"{model}__train", f"initial__{replay_days[0]}", None,
-                {"cutoff_ds": replay_days[0], "reason": "initial", "search_budget": search_budget})
+    cutoff = shift(replay_days[0], -1)
+    api.trigger(f"{model}__train", f"initial__{cutoff}", None,
+                {"cutoff_ds": cutoff, "reason": "initial", "search_budget": search_budget})
     api.wait_until_idle(dags, timeout=timeout)
     timings["train_s"] = time.monotonic() - started
     started = time.monotonic()
@@ -500,13 +503,7 @@ def run_pipeline(api, model: str, replay_days: list[str], search_budget: int = 0
 
 def _task_stats(api) -> dict:
     """How many task instances ran, their mean duration, and how many each host ran."""
-    tis, offset = [], 0
-    while True:
-        page = api.get("/dags/~/dagRuns/~/taskInstances", limit=100, offset=offset)
-        tis += [t for t in page["task_instances"] if t.get("duration") is not None and t["state"] == "success"]
-        offset += 100
-        if offset >= page["total_entries"]:
-            break
+    tis = [t for t in api.task_instances() if t.get("duration") is not None and t["state"] == "success"]
     hosts: dict[str, int] = {}
     for t in tis:
         hosts[t["hostname"]] = hosts.get(t["hostname"], 0) + 1

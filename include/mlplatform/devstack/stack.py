@@ -96,6 +96,8 @@ def stack_env(data_dir: Path | None = None, ports: dict | None = None) -> dict[s
         "MLOPS_AIRFLOW_URL": f"http://127.0.0.1:{ports['airflow']}",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}",
         "MLFLOW_PORT": str(ports["mlflow"]),
+        # MLflow draws tqdm bars on stderr while it moves artifacts; Airflow logs a task's stderr at error level.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "AIRFLOW_CONN_WAREHOUSE": json.dumps(warehouse_conn),
         # A Slack webhook connection without a token: alerts go to the outbox until one is configured.
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps({"conn_type": "slackwebhook"}),
