@@ -28,6 +28,9 @@ os.environ.update({
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
     # As in every profile: no artifact progress bars on stderr (Airflow logs stderr at error level).
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # The warehouse emulator rolls back a dead client's transaction after 5 s idle instead of 45 (a fault test
+    # kills one inside its transaction, and the re-run waits that long).
+    "MLOPS_WAREHOUSE_ABORT_IDLE_AFTER": "5",
 })
 # Tests run beside other processes on 2 cores: one OpenMP thread avoids spinning at barriers (see stack_env).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
