@@ -279,6 +279,7 @@ def log_training_run(cfg: ModelConfig, model, train_frame: "pd.DataFrame", featu
         for name, obj in extra_json.items():
             mlflow.log_dict(obj, name)
         example = features.head(5)
+        pause_point("training.before_model")  # the run is RUNNING and tagged, nothing is registered yet
         info = mlflow.sklearn.log_model(
             model,
             name="model",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from mlplatform import promotion, registry
 from mlplatform.config import ModelConfig, model_config, settings
 from mlplatform.dates import checked_ds
+from mlplatform.faults import pause_point
 from mlplatform.lake import FEATURES_AREA, PREDICTIONS_AREA, Lake, Partition, default_lake
 from mlplatform.registry import code_version
 
@@ -37,12 +38,19 @@ def score_partition(lake: Lake, cfg: ModelConfig, part: Partition, model, model_
     lineage = {"model_name": cfg.name, "model_version": str(model_version), "mlflow_run_id": run_id,
                "input_partition_hash": part.content_hash}
     batches = lake.iter_partition_record_batches(part, columns=columns, batch_rows=chunk_rows)
-    scored = (score_batch(batch, cfg, model, lineage) for batch in batches)
+    scored = _scored(batches, cfg, model, lineage)
     return lake.commit_partition_batches(PREDICTIONS_AREA, cfg.name, part.ds, scored, {
         "model_version": str(model_version), "mlflow_run_id": run_id,
         "input_partition": {"ds": part.ds, "content_hash": part.content_hash},
         "code_version": code_version(), "chunk_rows": chunk_rows,
     })
+
+
+def _scored(batches, cfg: ModelConfig, model, lineage: dict[str, str]):
+    for batch in batches:
+        yield score_batch(batch, cfg, model, lineage)
+        # Reached when the writer asks for the next chunk: this one is in the temporary file, still incomplete.
+        pause_point("scoring.chunk_written")
 
 
 def score_batch(batch: "pa.RecordBatch", cfg: ModelConfig, model, lineage: dict[str, str]) -> "pa.Table":

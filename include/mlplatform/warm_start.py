@@ -20,6 +20,7 @@ benchmark, or to rule it out).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -78,7 +79,32 @@ def warm_up(modules: tuple[str, ...] = WARM_MODULES) -> list[str]:
                 failed.append(name)
                 log.warning("warm start: could not import %s: %s", name, exc)
     log.info("warm start: imported %d modules in %.1f s", len(modules) - len(failed), time.monotonic() - started)
+    heartbeat_from_execution_start()
     return failed
+
+
+def heartbeat_from_execution_start() -> None:
+    """Give a job its first heartbeat when it starts executing, not when its object was built.
+
+    The scheduler builds its Job (stamping its first heartbeat) before it forks its log server, the first fork,
+    where the warm-up runs; the job starts executing after it, and Airflow keeps the old stamp. The warm-up's
+    import time (30-50 s measured on a loaded machine) then counts as silence: the scheduler's first check for
+    dead schedulers (a heartbeat older than 30 s by default) marks its own job failed and resets the tasks it
+    has just queued, killing them (tests/faults/test_scheduler_restart.py saw it at every start)."""
+    from airflow.jobs.job import Job
+    from airflow.sdk import timezone
+
+    prepare = Job.prepare_for_execution
+    if getattr(prepare, "heartbeat_at_start", False):
+        return
+
+    @functools.wraps(prepare)
+    def prepare_for_execution(self, *args, **kwargs):
+        self.latest_heartbeat = timezone.utcnow()
+        return prepare(self, *args, **kwargs)
+
+    prepare_for_execution.heartbeat_at_start = True
+    Job.prepare_for_execution = prepare_for_execution
 
 
 def install(argv: list[str] | None = None) -> bool:

@@ -95,3 +95,30 @@ def test_a_process_that_parses_dags_imports_nothing_heavy():
     result = _run(code)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_after_the_warm_up_a_job_heartbeats_from_when_it_starts_executing(monkeypatch):
+    """The scheduler's Job is built before the warm-up (at its first fork) and starts executing after it; its
+    first heartbeat must not be as old as the imports took."""
+    from datetime import timedelta
+
+    from airflow.jobs.job import Job
+    from airflow.sdk import timezone
+
+    from mlplatform.warm_start import heartbeat_from_execution_start
+
+    class Session:
+        def add(self, _):
+            pass
+
+        def commit(self):
+            pass
+
+    monkeypatch.setattr(Job, "prepare_for_execution", Job.prepare_for_execution)  # restored afterwards
+    heartbeat_from_execution_start()
+    heartbeat_from_execution_start()  # once only, whatever calls it
+    job = Job()
+    job.latest_heartbeat = timezone.utcnow() - timedelta(seconds=50)  # built before a 50 s warm-up
+    job.prepare_for_execution(session=Session())
+    assert (timezone.utcnow() - job.latest_heartbeat).total_seconds() < 5
+    assert job.state == "running"
