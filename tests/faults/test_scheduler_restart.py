@@ -1,7 +1,7 @@
 """The scheduler is killed (kill -9) in the middle of a backfill, while one of its tasks is committing a
-partition; the task dies with it. The scheduler restarts (its supervisor restarts it, as `restart:
-unless-stopped` would), resets the orphaned task and finishes the backfill: every day committed once, with
-the bytes of an uninterrupted ingest, nothing lost, no run or row duplicated.
+partition. Its supervisor ends what it had started (executor workers, log server, the task) and restarts it,
+as `restart: unless-stopped` would; the new scheduler resets the orphaned task and finishes the backfill:
+every day committed once, with the bytes of an uninterrupted ingest, nothing lost, no run or row duplicated.
 
 A real api-server (the tasks' Execution API), dag-processor and scheduler with the LocalExecutor, on the
 session's metadata DB. Only the model's ingest DAG is unpaused. The restarted scheduler looks for a dead
@@ -70,13 +70,14 @@ def admin_password(passwords, timeout: float = 600) -> str:
 
 
 def scheduler_process(env) -> psutil.Process:
-    """The `airflow scheduler` process under its supervisor."""
+    """The `airflow scheduler` process under its supervisor (which may also hold orphans it has yet to end)."""
     supervisor = psutil.Process(int((Path(env["MLOPS_DATA_DIR"]) / "run" / "airflow-scheduler.pid").read_text()))
-    deadline = time.monotonic() + 120
-    while not (children := supervisor.children()):
-        assert time.monotonic() < deadline, "the supervisor runs no scheduler"
-        time.sleep(0.5)
-    (scheduler,) = children
+
+    def schedulers():
+        return [c for c in supervisor.children() if c.status() != psutil.STATUS_ZOMBIE
+                and " ".join(c.cmdline()).split(" -- ")[0].endswith("scheduler")]
+
+    (scheduler,) = wait_for("the supervisor's scheduler", schedulers, timeout=120, every=0.5)
     return scheduler
 
 
@@ -127,10 +128,13 @@ def test_scheduler_killed_mid_backfill(airflow, reference, warehouse):
     wait_for("a task holding at lake.before_manifest", flag.exists, every=0.2)
     held_task = int(flag.read_text())
     killed = scheduler_process(env)
-    killed.kill()  # kill -9 of the scheduler; its supervisor then ends the executor's workers
-    os.kill(held_task, signal.SIGKILL)  # the task runner, in a process group of its own, dies with them
+    left_behind = killed.children(recursive=True)  # its LocalExecutor workers, log server, the held task
+    assert held_task in {p.pid for p in left_behind}
+    killed.kill()  # kill -9 of the scheduler; its supervisor then ends what it had started, the held task too
     restarted = wait_for("a restarted scheduler", lambda: (s := scheduler_process(env)).pid != killed.pid and s,
                          timeout=120)
+    assert not [p for p in left_behind if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+        "the killed scheduler's processes outlived it"
 
     runs = wait_for("the backfill to finish", lambda: (rs := backfill_runs(ingest)) and
                     all(state in ("success", "failed") for _, state, _ in rs) and rs, timeout=900, every=3)

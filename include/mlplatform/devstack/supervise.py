@@ -4,6 +4,11 @@
 
 On SQLite, an Airflow scheduler can exit on a write conflict with the api-server; a restart is
 all it needs. SIGTERM/SIGINT stop the child and the supervisor.
+
+Whatever the command started is ended when it exits, before the restart. The supervisor is the child
+subreaper, so the command's orphans come to it rather than to init: a scheduler killed with -9 would
+otherwise leave its LocalExecutor workers waiting for work forever, and its log server holding the port
+the next scheduler needs.
 """
 
 from __future__ import annotations
@@ -44,6 +49,32 @@ def _kill_group(group: int) -> None:
         time.sleep(2)
 
 
+def _become_subreaper() -> None:
+    PR_SET_CHILD_SUBREAPER = 36
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _end_descendants(grace_s: float = 2) -> None:
+    """SIGTERM to every process left below this one, then SIGKILL to those still there after ``grace_s``."""
+    import psutil
+
+    left = psutil.Process().children(recursive=True)
+    for process in left:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(left, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+
+
 def main(argv: list[str]) -> int:
     stopping = False
     child: subprocess.Popen | None = None
@@ -57,12 +88,14 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    _become_subreaper()
     while not stopping:
         child = subprocess.Popen(argv)
         child_group = _own_group(child)
         code = child.wait()
         if child_group is not None:
-            _kill_group(child_group)  # e.g. the scheduler's LocalExecutor workers, which outlive it otherwise
+            _kill_group(child_group)
+        _end_descendants()
         if stopping:
             break
         print(f"[supervise] {' '.join(argv)} exited with {code}; restarting in {RESTART_DELAY_S}s", flush=True)
