@@ -70,14 +70,18 @@ def test_kill9_mid_score(champion, warehouse, tmp_path):
     published = published_rows(warehouse, ds)
     code = f"from mlplatform import scoring\nscoring.score({FAULT_MODEL!r}, {ds!r})"
     for point in ("scoring.chunk_written", "warehouse.before_commit"):
+        temp_before = temp_files(lake)
         with PartitionWatch(lake, "predictions", FAULT_MODEL, ds) as watch:
             held = HeldProcess(code, point, tmp_path).wait_held()
             in_transaction = published_rows(warehouse, ds)
             killed = held.kill()
+            left_in_tmp = temp_files(lake) - temp_before
             scoring.score(FAULT_MODEL, ds)
         assert not watch.errors and watch.seen == {previous}, (point, watch.errors[:3], watch.seen)
         assert in_transaction == published, f"{point}: a reader saw the warehouse copy before its commit"
         assert stray_files(lake, "predictions", FAULT_MODEL) == []
+        assert len(left_in_tmp) == (point == "scoring.chunk_written"), "the half-written file, in _tmp/ only"
+        assert left_in_tmp <= set(lake.sweep_temp(older_than=timedelta(0)))
         rows_lost, duplicates = prediction_accounting(warehouse, lake, FAULT_MODEL, ds)
         record(f"kill9-mid-score@{point}", injected=killed,
                survived=data_file_hashes(lake, "predictions", FAULT_MODEL, ds) == reference
