@@ -160,11 +160,7 @@ def feature_accounting(warehouse, lake, model: str, ds: str) -> tuple[int, int]:
     cfg = model_config(model)
     source = warehouse_scalar(warehouse, f"SELECT COUNT(*) FROM {cfg.source.table} WHERE "
                               f"{cfg.source.contract.partition_column} = %(ds)s", {"ds": ds})
-    part = lake.partition("datasets", model, ds)
-    frame = lake.read_partition(part) if part else None
-    kept = 0 if frame is None else len(frame)
-    distinct = 0 if frame is None else frame[cfg.source.key].nunique()
-    return source - kept - quarantined_rows(lake, cfg.source.contract.dataset, ds), kept - distinct
+    return _partition_accounting(lake, "datasets", model, ds, source, cfg.source.key, cfg.source.contract.dataset)
 
 
 def label_accounting(warehouse, lake, model: str, ds: str) -> tuple[int, int]:
@@ -176,11 +172,18 @@ def label_accounting(warehouse, lake, model: str, ds: str) -> tuple[int, int]:
     at = cfg.labels.available_at
     source = warehouse_scalar(warehouse, f"SELECT COUNT(*) FROM {cfg.labels.table} WHERE {at} >= %(start)s "
                               f"AND {at} < %(end)s", {"start": f"{shift(ds, -1)} 00:00:00", "end": f"{ds} 00:00:00"})
-    part = lake.partition("labels", model, ds)
+    return _partition_accounting(lake, "labels", model, ds, source, cfg.labels.key, cfg.labels.contract.dataset)
+
+
+def _partition_accounting(lake, area: str, model: str, ds: str, source_rows: int, key: str,
+                          dataset: str) -> tuple[int, int]:
+    """(rows lost, duplicates): source rows neither in the committed partition nor quarantined, and partition
+    rows beyond one per key."""
+    part = lake.partition(area, model, ds)
     frame = lake.read_partition(part) if part else None
     kept = 0 if frame is None else len(frame)
-    distinct = 0 if frame is None else frame[cfg.labels.key].nunique()
-    return source - kept - quarantined_rows(lake, cfg.labels.contract.dataset, ds), kept - distinct
+    distinct = 0 if frame is None else frame[key].nunique()
+    return source_rows - kept - quarantined_rows(lake, dataset, ds), kept - distinct
 
 
 def prediction_accounting(warehouse, lake, model: str, ds: str) -> tuple[int, int]:
